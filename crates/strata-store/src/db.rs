@@ -1,0 +1,94 @@
+//! The metadata database: one SQLite file in WAL mode, shared by every strata process
+//! on a data root.
+//!
+//! Lifecycle: `Db::open` sets the pragmas; each component then calls `migrate` with its
+//! own ordered list of schema steps (it owns its tables). Reads run on the connection
+//! directly; every write runs in `write`, a `BEGIN IMMEDIATE` transaction, so two writers
+//! serialise at the start instead of failing at commit. Never hold a transaction across
+//! slow work (I/O on blobs, unpacking): do the work first, then record it.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::{Result, StoreError};
+
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a state transition reported to the user survives a power cut.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_versions(component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+        )?;
+        Ok(Db { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction is
+        // rolled back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings `component`'s tables up to `steps.len()`; step i moves version i to i+1.
+    /// Safe to call from several processes at once: the version is read and advanced
+    /// inside one immediate transaction.
+    pub fn migrate(&self, db_path: &Path, component: &str, steps: &[&str]) -> Result<()> {
+        let known = steps.len() as i64;
+        let current: i64 = self.read(|c| {
+            c.query_row("SELECT version FROM schema_versions WHERE component=?1", [component], |r| r.get(0))
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })
+        })?;
+        if current == known {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let current: i64 = tx
+                .query_row("SELECT version FROM schema_versions WHERE component=?1", [component], |r| r.get(0))
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })?;
+            if current > known {
+                return Err(StoreError::SchemaTooNew {
+                    path: db_path.to_path_buf(),
+                    component: component.to_string(),
+                    found: current,
+                    known,
+                });
+            }
+            for step in &steps[current as usize..] {
+                tx.execute_batch(step)?;
+            }
+            tx.execute(
+                "INSERT INTO schema_versions(component, version) VALUES(?1, ?2)
+                 ON CONFLICT(component) DO UPDATE SET version=excluded.version",
+                rusqlite::params![component, known],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.lock();
+        Ok(f(&conn)?)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits if it returns `Ok`.
+    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}

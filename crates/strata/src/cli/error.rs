@@ -1,0 +1,37 @@
+use strata_store::{Classify, ErrorKind};
+
+/// What a command failed with: the text docker would print and how to exit.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub kind: ErrorKind,
+    /// Whether docker would print it as a daemon error (`Error response from daemon: `).
+    pub from_engine: bool,
+    /// Exit code override (`run` uses 125/126/127; most commands exit 1).
+    pub code: Option<u8>,
+}
+
+impl CliError {
+    /// A client-side error (bad arguments noticed before the engine runs).
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), kind: ErrorKind::Invalid, from_engine: false, code: None }
+    }
+
+    pub fn print(&self) {
+        if self.from_engine {
+            eprintln!("Error response from daemon: {}", self.message);
+        } else {
+            eprintln!("{}", self.message);
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.code.unwrap_or(1)
+    }
+}
+
+impl<E: Classify + std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError { message: e.to_string(), kind: e.kind(), from_engine: true, code: None }
+    }
+}

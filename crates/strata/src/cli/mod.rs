@@ -1,0 +1,118 @@
+//! Argument definitions (clap) and dispatch to the engine.
+
+mod error;
+mod image;
+mod system;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use strata_engine::{Engine, EngineOptions};
+
+pub use error::CliError;
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "A container engine compatible with Docker, built around data")]
+#[command(disable_help_subcommand = true)]
+pub struct Cli {
+    /// Root of persisted state.
+    #[arg(long, global = true, env = "STRATA_DATA_ROOT", default_value = strata_engine::DEFAULT_DATA_ROOT)]
+    pub data_root: PathBuf,
+    /// Storage driver for a new data root (overlay2 or vfs).
+    #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER")]
+    pub storage_driver: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Import the contents from a tarball to create a filesystem image
+    Import(image::ImportArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(image::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(image::SaveArgs),
+    /// List images
+    Images(image::ListArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(image::TagArgs),
+    /// Remove one or more images
+    Rmi(image::RmiArgs),
+    /// Show the history of an image
+    History(image::HistoryArgs),
+    /// Return low-level information on Docker objects
+    Inspect(image::InspectArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage strata
+    #[command(subcommand)]
+    System(system::SystemCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    Import(image::ImportArgs),
+    Load(image::LoadArgs),
+    Save(image::SaveArgs),
+    #[command(alias = "list")]
+    Ls(image::ListArgs),
+    Tag(image::TagArgs),
+    #[command(alias = "remove")]
+    Rm(image::RmiArgs),
+    History(image::HistoryArgs),
+    Inspect(image::ImageInspectArgs),
+    Prune(image::PruneArgs),
+    /// Mount a read-only view of an image and print its path (as podman does)
+    Mount { image: String },
+    /// Unmount a view made by `image mount`
+    #[command(alias = "umount")]
+    Unmount { image: String },
+}
+
+pub fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
+    Ok(Engine::open(&EngineOptions { data_root: cli.data_root.clone(), storage_driver: cli.storage_driver.clone() })?)
+}
+
+/// Runs a command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8, CliError> {
+    let engine = open_engine(&cli)?;
+    let e = &engine;
+    match cli.command {
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => image::load(e, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => image::save(e, a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image::list(e, a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => image::tag(e, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => image::rmi(e, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => image::history(e, a),
+        Command::Inspect(a) => image::inspect(e, a),
+        Command::Image(ImageCommand::Inspect(a)) => image::image_inspect(e, a),
+        Command::Image(ImageCommand::Prune(a)) => image::prune(e, a),
+        Command::Image(ImageCommand::Mount { image }) => {
+            println!("{}", e.mount_image(&e.images().resolve(&image)?)?.display());
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Unmount { image }) => {
+            e.unmount_image(&e.images().resolve(&image)?)?;
+            Ok(0)
+        }
+        Command::System(c) => system::run(e, c),
+    }
+}
+
+/// Flag errors exit 125 with docker's wording; `--help` and `--version` exit 0.
+pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::ExitCode::SUCCESS
+        }
+        _ => {
+            let _ = e.print();
+            std::process::ExitCode::from(125)
+        }
+    }
+}
