@@ -96,7 +96,11 @@ fn fmt_f(out: &mut String, neg: bool, d: &[u8], dp: i32, prec: i32) {
         out.push('.');
         for i in 1..=prec {
             let j = dp + i - 1;
-            out.push(if 0 <= j && j < nd { d[j as usize] as char } else { '0' });
+            out.push(if 0 <= j && j < nd {
+                d[j as usize] as char
+            } else {
+                '0'
+            });
         }
     }
 }
@@ -105,7 +109,11 @@ fn special_float(v: f64, plus_inf: &str) -> Option<String> {
     if v.is_nan() {
         Some("NaN".into())
     } else if v.is_infinite() {
-        Some(if v > 0.0 { plus_inf.into() } else { "-Inf".into() })
+        Some(if v > 0.0 {
+            plus_inf.into()
+        } else {
+            "-Inf".into()
+        })
     } else {
         None
     }
@@ -530,7 +538,10 @@ mod tests {
     fn json_string_escapes_like_go() {
         let mut s = String::new();
         json_string(&mut s, "a<b>&\"\\\n\t\u{1}\u{8}\u{c}\u{7f}\u{2028}é", true);
-        assert_eq!(s, r#""a\u003cb\u003e\u0026\"\\\n\t\u0001\b\f"#.to_string() + "\u{7f}\\u2028é\"");
+        assert_eq!(
+            s,
+            r#""a\u003cb\u003e\u0026\"\\\n\t\u0001\b\f"#.to_string() + "\u{7f}\\u2028é\""
+        );
         let mut s = String::new();
         json_string(&mut s, "<a&b>", false);
         assert_eq!(s, "\"<a&b>\"");

@@ -29,9 +29,9 @@ pub mod units;
 #[allow(unused_imports)]
 pub use table::{render_inspect, render_inspect_all, render_list, InspectOutput, ListFormat};
 #[allow(unused_imports)]
-pub use template::{render, Template};
-#[allow(unused_imports)]
 pub use tabwriter::ellipsis;
+#[allow(unused_imports)]
+pub use template::{render, Template};
 #[allow(unused_imports)]
 pub use units::{ago, ago_now, bytes_size, go_time, human_duration, human_size};
 

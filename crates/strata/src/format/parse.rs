@@ -203,7 +203,12 @@ impl<'a> Lexer<'a> {
     /// Emits an error item; lexing stops.
     fn errorf(&mut self, msg: String) -> Option<State> {
         let line = self.line_at(self.start);
-        self.items.push(Item { typ: It::Error, pos: self.start, val: msg, line });
+        self.items.push(Item {
+            typ: It::Error,
+            pos: self.start,
+            val: msg,
+            line,
+        });
         None
     }
 
@@ -282,7 +287,12 @@ impl<'a> Lexer<'a> {
         let _ = inside;
         if self.items.last().map(|i| i.typ) != Some(It::Eof) {
             let end = self.input.len();
-            self.items.push(Item { typ: It::Eof, pos: end, val: String::new(), line: self.line_at(end) });
+            self.items.push(Item {
+                typ: It::Eof,
+                pos: end,
+                val: String::new(),
+                line: self.line_at(end),
+            });
         }
         self.items
     }
@@ -396,7 +406,9 @@ impl<'a> Lexer<'a> {
             '`' => return Some(State::RawQuote),
             '$' => return Some(State::Variable),
             '\'' => return Some(State::Char),
-            '.' if self.pos < self.input.len() && !self.input.as_bytes()[self.pos].is_ascii_digit() => {
+            '.' if self.pos < self.input.len()
+                && !self.input.as_bytes()[self.pos].is_ascii_digit() =>
+            {
                 return Some(State::Field);
             }
             '.' | '+' | '-' | '0'..='9' => {
@@ -419,7 +431,12 @@ impl<'a> Lexer<'a> {
                 self.emit(It::RightParen);
             }
             c if (' '..='~').contains(&c) => self.emit(It::Char),
-            c => return self.errorf(format!("unrecognized character in action: {}", go_char_u(c))),
+            c => {
+                return self.errorf(format!(
+                    "unrecognized character in action: {}",
+                    go_char_u(c)
+                ))
+            }
         }
         Some(State::InsideAction)
     }
@@ -481,7 +498,11 @@ impl<'a> Lexer<'a> {
 
     fn lex_field_or_variable(&mut self, typ: It) -> Option<State> {
         if self.at_terminator() {
-            self.emit(if typ == It::Variable { It::Variable } else { It::Dot });
+            self.emit(if typ == It::Variable {
+                It::Variable
+            } else {
+                It::Dot
+            });
             return Some(State::InsideAction);
         }
         loop {
@@ -507,7 +528,9 @@ impl<'a> Lexer<'a> {
         loop {
             match self.next() {
                 Some('\\') => match self.next() {
-                    None | Some('\n') => return self.errorf("unterminated character constant".into()),
+                    None | Some('\n') => {
+                        return self.errorf("unterminated character constant".into())
+                    }
                     Some(_) => {}
                 },
                 None | Some('\n') => return self.errorf("unterminated character constant".into()),
@@ -694,17 +717,18 @@ fn unquote(s: &str) -> Result<String, ()> {
 /// Go's `strconv.ParseUint(text, 0, 64)` (base prefix, underscores only with
 /// a prefix... Go allows them with base 0 anywhere between digits).
 fn parse_uint_base0(text: &str) -> Option<u64> {
-    let (digits, base) = if let Some(r) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        (r, 16)
-    } else if let Some(r) = text.strip_prefix("0o").or_else(|| text.strip_prefix("0O")) {
-        (r, 8)
-    } else if let Some(r) = text.strip_prefix("0b").or_else(|| text.strip_prefix("0B")) {
-        (r, 2)
-    } else if text.len() > 1 && text.starts_with('0') {
-        (&text[1..], 8)
-    } else {
-        (text, 10)
-    };
+    let (digits, base) =
+        if let Some(r) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (r, 16)
+        } else if let Some(r) = text.strip_prefix("0o").or_else(|| text.strip_prefix("0O")) {
+            (r, 8)
+        } else if let Some(r) = text.strip_prefix("0b").or_else(|| text.strip_prefix("0B")) {
+            (r, 2)
+        } else if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8)
+        } else {
+            (text, 10)
+        };
     if digits.is_empty() {
         return None;
     }
@@ -760,7 +784,9 @@ fn parse_go_float(text: &str) -> Option<f64> {
         let v = v * 2f64.powi(exp);
         return Some(if neg { -v } else { v });
     }
-    if unsigned.is_empty() || unsigned.contains(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-'))) {
+    if unsigned.is_empty()
+        || unsigned.contains(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-')))
+    {
         return None;
     }
     clean.parse::<f64>().ok()
@@ -873,7 +899,10 @@ impl Parser<'_> {
 
     fn parse(&mut self) -> PResult<ListNode> {
         let first = self.peek();
-        let mut root = ListNode { pos: pos(&first), nodes: Vec::new() };
+        let mut root = ListNode {
+            pos: pos(&first),
+            nodes: Vec::new(),
+        };
         while self.peek().typ != It::Eof {
             if self.peek().typ == It::LeftDelim {
                 let save = self.idx;
@@ -906,10 +935,16 @@ impl Parser<'_> {
         let (list, end) = self.item_list()?;
         match end {
             Act::End(..) => {}
-            Act::Else(..) => return Err(self.errorf(format!("unexpected {{{{else}}}} in {context}"))),
+            Act::Else(..) => {
+                return Err(self.errorf(format!("unexpected {{{{else}}}} in {context}")))
+            }
             Act::Node(_) => unreachable_node()?,
         }
-        self.defines.push(DefineNode { pos: pos(&token), name: SmolStr::from(name), body: list });
+        self.defines.push(DefineNode {
+            pos: pos(&token),
+            name: SmolStr::from(name),
+            body: list,
+        });
         self.vars = saved_vars;
         self.range_depth = saved_depth;
         Ok(())
@@ -917,7 +952,10 @@ impl Parser<'_> {
 
     fn item_list(&mut self) -> PResult<(ListNode, Act)> {
         let p = self.peek_non_space();
-        let mut list = ListNode { pos: pos(&p), nodes: Vec::new() };
+        let mut list = ListNode {
+            pos: pos(&p),
+            nodes: Vec::new(),
+        };
         while self.peek_non_space().typ != It::Eof {
             match self.text_or_action()? {
                 Act::Node(n) => list.nodes.push(n),
@@ -930,7 +968,10 @@ impl Parser<'_> {
     fn text_or_action(&mut self) -> PResult<Act> {
         let token = self.next_non_space();
         match token.typ {
-            It::Text => Ok(Act::Node(Node::Text(TextNode { pos: pos(&token), text: Arc::from(token.val.as_str()) }))),
+            It::Text => Ok(Act::Node(Node::Text(TextNode {
+                pos: pos(&token),
+                text: Arc::from(token.val.as_str()),
+            }))),
             It::LeftDelim => {
                 self.action_line = token.line;
                 let r = self.action();
@@ -946,7 +987,11 @@ impl Parser<'_> {
         match token.typ {
             It::Block => return self.block_control(),
             It::Break | It::Continue => {
-                let name = if token.typ == It::Break { "{{break}}" } else { "{{continue}}" };
+                let name = if token.typ == It::Break {
+                    "{{break}}"
+                } else {
+                    "{{continue}}"
+                };
                 let t = self.next_non_space();
                 if t.typ != It::RightDelim {
                     return Err(self.unexpected(&t, name));
@@ -987,7 +1032,10 @@ impl Parser<'_> {
                 args: vec![Expr::Identifier(pos(&token), SmolStr::from(PRINT_FN))],
             });
         }
-        Ok(Act::Node(Node::Action(ActionNode { pos: pos(&token), pipe })))
+        Ok(Act::Node(Node::Action(ActionNode {
+            pos: pos(&token),
+            pipe,
+        })))
     }
 
     fn parse_control(&mut self, context: &str) -> PResult<BranchNode> {
@@ -1015,11 +1063,17 @@ impl Parser<'_> {
                 if context == "if" && peek.typ == It::If {
                     self.next();
                     let inner = self.parse_control("if")?;
-                    else_list = Some(ListNode { pos: Pos::new(p, l), nodes: vec![Node::If(inner)] });
+                    else_list = Some(ListNode {
+                        pos: Pos::new(p, l),
+                        nodes: vec![Node::If(inner)],
+                    });
                 } else if context == "with" && peek.typ == It::With {
                     self.next();
                     let inner = self.parse_control("with")?;
-                    else_list = Some(ListNode { pos: Pos::new(p, l), nodes: vec![Node::With(inner)] });
+                    else_list = Some(ListNode {
+                        pos: Pos::new(p, l),
+                        nodes: vec![Node::With(inner)],
+                    });
                 } else {
                     let (list2, next2) = self.item_list()?;
                     match next2 {
@@ -1031,12 +1085,19 @@ impl Parser<'_> {
             }
             Act::Node(_) => unreachable_node()?,
         }
-        Ok(BranchNode { pos: pipe.pos, pipe, body: list, else_body: else_list })
+        Ok(BranchNode {
+            pos: pipe.pos,
+            pipe,
+            body: list,
+            else_body: else_list,
+        })
     }
 
     fn template_name(&mut self, token: &Item, context: &str) -> PResult<String> {
         match token.typ {
-            It::Str | It::RawString => unquote(&token.val).map_err(|_| self.errorf("invalid syntax")),
+            It::Str | It::RawString => {
+                unquote(&token.val).map_err(|_| self.errorf("invalid syntax"))
+            }
             _ => Err(self.unexpected(token, context)),
         }
     }
@@ -1050,7 +1111,11 @@ impl Parser<'_> {
             self.backup();
             pipe = Some(self.pipeline(context, It::RightDelim)?);
         }
-        Ok(Act::Node(Node::Template(TemplateNode { pos: pos(&token), name: SmolStr::from(name), pipe })))
+        Ok(Act::Node(Node::Template(TemplateNode {
+            pos: pos(&token),
+            name: SmolStr::from(name),
+            pipe,
+        })))
     }
 
     fn block_control(&mut self) -> PResult<Act> {
@@ -1067,13 +1132,26 @@ impl Parser<'_> {
             Act::End(..) => {}
             _ => return Err(self.errorf(format!("unexpected {{{{else}}}} in {context}"))),
         }
-        self.defines.push(DefineNode { pos: pos(&token), name: SmolStr::from(name.as_str()), body: list });
-        Ok(Act::Node(Node::Template(TemplateNode { pos: pos(&token), name: SmolStr::from(name), pipe: Some(pipe) })))
+        self.defines.push(DefineNode {
+            pos: pos(&token),
+            name: SmolStr::from(name.as_str()),
+            body: list,
+        });
+        Ok(Act::Node(Node::Template(TemplateNode {
+            pos: pos(&token),
+            name: SmolStr::from(name),
+            pipe: Some(pipe),
+        })))
     }
 
     fn pipeline(&mut self, context: &str, end: It) -> PResult<PipeNode> {
         let token = self.peek_non_space();
-        let mut pipe = PipeNode { pos: pos(&token), decl: Vec::new(), commands: Vec::new(), is_assign: false };
+        let mut pipe = PipeNode {
+            pos: pos(&token),
+            decl: Vec::new(),
+            commands: Vec::new(),
+            is_assign: false,
+        };
         'decls: loop {
             let v = self.peek_non_space();
             if v.typ == It::Variable {
@@ -1140,9 +1218,18 @@ impl Parser<'_> {
         for (i, c) in pipe.commands.iter().enumerate().skip(1) {
             if matches!(
                 c.args.first(),
-                Some(Expr::Bool(..) | Expr::Dot(_) | Expr::Nil(_) | Expr::Number(..) | Expr::String(..))
+                Some(
+                    Expr::Bool(..)
+                        | Expr::Dot(_)
+                        | Expr::Nil(_)
+                        | Expr::Number(..)
+                        | Expr::String(..)
+                )
             ) {
-                return Err(self.errorf(format!("non executable command in pipeline stage {}", i + 1)));
+                return Err(self.errorf(format!(
+                    "non executable command in pipeline stage {}",
+                    i + 1
+                )));
             }
         }
         Ok(())
@@ -1150,7 +1237,10 @@ impl Parser<'_> {
 
     fn command(&mut self) -> PResult<CommandNode> {
         let p = self.peek_non_space();
-        let mut cmd = CommandNode { pos: pos(&p), args: Vec::new() };
+        let mut cmd = CommandNode {
+            pos: pos(&p),
+            args: Vec::new(),
+        };
         loop {
             self.peek_non_space();
             if let Some(op) = self.operand()? {
@@ -1193,9 +1283,16 @@ impl Parser<'_> {
                 base.extend(fields);
                 Expr::Variable(p, name, base)
             }
-            Expr::Bool(_, b) => return Err(self.errorf(format!("unexpected . after term {}", go_quote(if b { "true" } else { "false" })))),
+            Expr::Bool(_, b) => {
+                return Err(self.errorf(format!(
+                    "unexpected . after term {}",
+                    go_quote(if b { "true" } else { "false" })
+                )))
+            }
             Expr::String(..) | Expr::Number(..) | Expr::Nil(_) | Expr::Dot(_) => {
-                let text = self.items[self.idx.saturating_sub(fields.len() + 1)].val.clone();
+                let text = self.items[self.idx.saturating_sub(fields.len() + 1)]
+                    .val
+                    .clone();
                 return Err(self.errorf(format!("unexpected . after term {}", go_quote(&text))));
             }
             other => Expr::Chain(chain_pos, Box::new(other), fields),
@@ -1208,7 +1305,9 @@ impl Parser<'_> {
         Ok(Some(match token.typ {
             It::Identifier => {
                 if !(self.has_func)(&token.val) {
-                    return Err(self.errorf(format!("function {} not defined", go_quote(&token.val))));
+                    return Err(
+                        self.errorf(format!("function {} not defined", go_quote(&token.val)))
+                    );
                 }
                 if token.val == "json" {
                     self.uses_json = true;
@@ -1247,7 +1346,8 @@ impl Parser<'_> {
     fn number(&self, token: &Item) -> PResult<Number> {
         let text = token.val.as_str();
         if token.typ == It::CharConstant {
-            let (v, _, tail) = unquote_char(&text[1..], '\'').map_err(|_| self.errorf("invalid syntax"))?;
+            let (v, _, tail) =
+                unquote_char(&text[1..], '\'').map_err(|_| self.errorf("invalid syntax"))?;
             if tail != "'" {
                 return Err(self.errorf(format!("malformed character constant: {text}")));
             }
@@ -1295,7 +1395,9 @@ impl Parser<'_> {
 }
 
 fn unreachable_node() -> PResult<()> {
-    Err(ParseError("template: internal error: unexpected node".into()))
+    Err(ParseError(
+        "template: internal error: unexpected node".into(),
+    ))
 }
 
 /// Rewrites a command whose first operand is a field chain used as a method:
@@ -1311,7 +1413,14 @@ fn rewrite_method(cmd: CommandNode, piped: bool) -> CommandNode {
     let (recv, name) = match first {
         Some(Expr::Field(p, mut fields)) if !fields.is_empty() => {
             let name = fields.pop().unwrap_or_default();
-            (if fields.is_empty() { Expr::Dot(p) } else { Expr::Field(p, fields) }, (p, name))
+            (
+                if fields.is_empty() {
+                    Expr::Dot(p)
+                } else {
+                    Expr::Field(p, fields)
+                },
+                (p, name),
+            )
         }
         Some(Expr::Variable(p, v, mut fields)) if !fields.is_empty() => {
             let name = fields.pop().unwrap_or_default();
@@ -1319,7 +1428,14 @@ fn rewrite_method(cmd: CommandNode, piped: bool) -> CommandNode {
         }
         Some(Expr::Chain(p, inner, mut fields)) if !fields.is_empty() => {
             let name = fields.pop().unwrap_or_default();
-            (if fields.is_empty() { *inner } else { Expr::Chain(p, inner, fields) }, (p, name))
+            (
+                if fields.is_empty() {
+                    *inner
+                } else {
+                    Expr::Chain(p, inner, fields)
+                },
+                (p, name),
+            )
         }
         other => {
             let mut args: Vec<Expr> = other.into_iter().collect();
@@ -1328,7 +1444,11 @@ fn rewrite_method(cmd: CommandNode, piped: bool) -> CommandNode {
         }
     };
     let (p, name) = name;
-    let mut args = vec![Expr::Identifier(p, SmolStr::from(METHOD_FN)), recv, Expr::String(p, Arc::from(name.as_str()))];
+    let mut args = vec![
+        Expr::Identifier(p, SmolStr::from(METHOD_FN)),
+        recv,
+        Expr::String(p, Arc::from(name.as_str())),
+    ];
     args.extend(rest);
     CommandNode { pos: cmd.pos, args }
 }
@@ -1336,7 +1456,14 @@ fn rewrite_method(cmd: CommandNode, piped: bool) -> CommandNode {
 /// Parses `src` with Go's grammar. `has_func` tells which function names
 /// exist (Go checks them at parse time).
 pub fn parse(src: &str, has_func: &dyn Fn(&str) -> bool) -> Result<Parsed, ParseError> {
-    let items = Lexer { input: src, start: 0, pos: 0, items: Vec::new(), paren_depth: 0 }.run();
+    let items = Lexer {
+        input: src,
+        start: 0,
+        pos: 0,
+        items: Vec::new(),
+        paren_depth: 0,
+    }
+    .run();
     let mut p = Parser {
         items,
         idx: 0,
@@ -1349,7 +1476,11 @@ pub fn parse(src: &str, has_func: &dyn Fn(&str) -> bool) -> Result<Parsed, Parse
         uses_json: false,
     };
     let root = p.parse()?;
-    Ok(Parsed { root, defines: p.defines, uses_json: p.uses_json })
+    Ok(Parsed {
+        root,
+        defines: p.defines,
+        uses_json: p.uses_json,
+    })
 }
 
 #[cfg(test)]
@@ -1367,35 +1498,86 @@ mod tests {
     #[test]
     fn go_parse_errors() {
         // Messages as produced by Go's text/template/parse.
-        assert_eq!(err("{{foo}}"), r#"template: :1: function "foo" not defined"#);
-        assert_eq!(err("a\n{{.X | foo}}"), r#"template: :2: function "foo" not defined"#);
+        assert_eq!(
+            err("{{foo}}"),
+            r#"template: :1: function "foo" not defined"#
+        );
+        assert_eq!(
+            err("a\n{{.X | foo}}"),
+            r#"template: :2: function "foo" not defined"#
+        );
         assert_eq!(err("{{.X"), "template: :1: unclosed action");
-        assert_eq!(err("{{.X\n\n"), "template: :3: unclosed action started at :1");
+        assert_eq!(
+            err("{{.X\n\n"),
+            "template: :3: unclosed action started at :1"
+        );
         assert_eq!(err("{{if .X}}"), "template: :1: unexpected EOF");
         assert_eq!(err("{{end}}"), "template: :1: unexpected {{end}}");
         assert_eq!(err("{{else}}"), "template: :1: unexpected {{else}}");
         assert_eq!(err("{{if}}{{end}}"), "template: :1: missing value for if");
         assert_eq!(err("{{}}"), "template: :1: missing value for command");
-        assert_eq!(err("{{.X | 1}}"), "template: :1: non executable command in pipeline stage 2");
+        assert_eq!(
+            err("{{.X | 1}}"),
+            "template: :1: non executable command in pipeline stage 2"
+        );
         assert_eq!(err("{{$x}}"), r#"template: :1: undefined variable "$x""#);
-        assert_eq!(err("{{with $x := 1}}{{end}}{{$x}}"), r#"template: :1: undefined variable "$x""#);
-        assert_eq!(err(r#"{{"abc}}"#), "template: :1: unterminated quoted string");
+        assert_eq!(
+            err("{{with $x := 1}}{{end}}{{$x}}"),
+            r#"template: :1: undefined variable "$x""#
+        );
+        assert_eq!(
+            err(r#"{{"abc}}"#),
+            "template: :1: unterminated quoted string"
+        );
         assert_eq!(err("{{.X+1}}"), "template: :1: bad character U+002B '+'");
         assert_eq!(err("{{(.X}}"), "template: :1: unclosed left paren");
         assert_eq!(err("{{.X)}}"), "template: :1: unexpected right paren");
-        assert_eq!(err("{{break}}"), "template: :1: {{break}} outside {{range}}");
-        assert_eq!(err("{{.X #}}"), r##"template: :1: unexpected "#" in operand"##);
-        assert_eq!(err("{{/* x */ .X}}"), "template: :1: comment ends before closing delimiter");
+        assert_eq!(
+            err("{{break}}"),
+            "template: :1: {{break}} outside {{range}}"
+        );
+        assert_eq!(
+            err("{{.X #}}"),
+            r##"template: :1: unexpected "#" in operand"##
+        );
+        assert_eq!(
+            err("{{/* x */ .X}}"),
+            "template: :1: comment ends before closing delimiter"
+        );
         assert_eq!(err("{{/* x"), "template: :1: unclosed comment");
         assert_eq!(err("{{3x}}"), r#"template: :1: bad number syntax: "3x""#);
-        assert_eq!(err(r#"{{"x".Y}}"#), r#"template: :1: unexpected . after term "\"x\"""#);
-        assert_eq!(err("{{range $i, $v, $w := .X}}{{end}}"), "template: :1: too many declarations in range");
-        assert_eq!(err("{{range $i, 1}}{{end}}"), "template: :1: range can only initialize variables");
-        assert_eq!(err("{{$x, $y := 1}}"), "template: :1: too many declarations in command");
-        assert_eq!(err("{{.}}{{.X | printf \"%d\" | nope}}"), r#"template: :1: function "nope" not defined"#);
-        assert_eq!(err("{{(1)\"abcdefghijkl\"}}"), r#"template: :1: unexpected "\"abcdefghi"... in operand"#);
-        assert_eq!(err("{{template .X}}"), r#"template: :1: unexpected ".X" in template clause"#);
-        assert_eq!(err("{{template if}}"), r#"template: :1: unexpected <if> in template clause"#);
+        assert_eq!(
+            err(r#"{{"x".Y}}"#),
+            r#"template: :1: unexpected . after term "\"x\"""#
+        );
+        assert_eq!(
+            err("{{range $i, $v, $w := .X}}{{end}}"),
+            "template: :1: too many declarations in range"
+        );
+        assert_eq!(
+            err("{{range $i, 1}}{{end}}"),
+            "template: :1: range can only initialize variables"
+        );
+        assert_eq!(
+            err("{{$x, $y := 1}}"),
+            "template: :1: too many declarations in command"
+        );
+        assert_eq!(
+            err("{{.}}{{.X | printf \"%d\" | nope}}"),
+            r#"template: :1: function "nope" not defined"#
+        );
+        assert_eq!(
+            err("{{(1)\"abcdefghijkl\"}}"),
+            r#"template: :1: unexpected "\"abcdefghi"... in operand"#
+        );
+        assert_eq!(
+            err("{{template .X}}"),
+            r#"template: :1: unexpected ".X" in template clause"#
+        );
+        assert_eq!(
+            err("{{template if}}"),
+            r#"template: :1: unexpected <if> in template clause"#
+        );
     }
 
     #[test]

@@ -14,12 +14,20 @@
 //! `\t` and `\n` become a tab and a newline.
 //!
 //! Rows are JSON objects, one per listed item, with the fields the command
-//! offers (`{"ID": "…", "Repository": "…", …}`). Like docker's formatter
-//! contexts, `{{json .}}` of a row prints its keys sorted. A top-level key
-//! starting with `.` defines a method instead of a field: `".Label": {"k":
-//! "v"}` makes `{{.Label "k"}}` print `v` (and `""` for an absent key), as
-//! docker's `Label` methods do; such keys are not fields and `json` omits
-//! them.
+//! offers (`{"ID": "…", "Repository": "…", …}`), normally all strings as
+//! docker's formatter contexts return them. Rows behave like those contexts:
+//! - `{{json .}}` of a row prints its keys sorted, with `<`, `>`, `&`
+//!   escaped (docker marshals the context through a Go map with
+//!   `json.Marshal`); `{{json .Field}}` does not escape;
+//! - a field the row does not have is an error (`can't evaluate field X`),
+//!   while the header row prints `<no value>` for it;
+//! - a top-level key starting with `.` defines a method instead of a field:
+//!   `".Label": {"k": "v"}` makes `{{.Label "k"}}` print `v` (and `""` for an
+//!   absent key), as docker's `Label` methods do; such keys are not fields and
+//!   `json` omits them.
+//!
+//! Template execution errors abort the whole listing (docker prints nothing
+//! then); errors while rendering the header only cut the header short.
 
 use serde_json::Value;
 
@@ -41,7 +49,11 @@ pub struct ListFormat<'a> {
 
 /// Renders `rows` for a list command. `format` is the user's `--format`
 /// (`None` = default table). Quiet output (`-q`) is left to callers.
-pub fn render_list(format: Option<&str>, spec: &ListFormat<'_>, rows: &[Value]) -> Result<String, FormatError> {
+pub fn render_list(
+    format: Option<&str>,
+    spec: &ListFormat<'_>,
+    rows: &[Value],
+) -> Result<String, FormatError> {
     let format = match format {
         None | Some("") | Some("table") => spec.default_table,
         Some(f) => f,
@@ -54,7 +66,10 @@ pub fn render_list(format: Option<&str>, spec: &ListFormat<'_>, rows: &[Value]) 
     } else {
         format
     };
-    let tmpl_src = tmpl_src.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
+    let tmpl_src = tmpl_src
+        .trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n");
     let tmpl = Template::parse(&tmpl_src)?;
     let mut body = String::new();
     for row in rows {
@@ -64,8 +79,11 @@ pub fn render_list(format: Option<&str>, spec: &ListFormat<'_>, rows: &[Value]) 
     if !is_table {
         return Ok(body);
     }
-    let header: serde_json::Map<String, Value> =
-        spec.headers.iter().map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string()))).collect();
+    let header: serde_json::Map<String, Value> = spec
+        .headers
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string())))
+        .collect();
     let mut text = tmpl.execute_header(&Value::Object(header));
     text.push('\n');
     text.push_str(&body);
@@ -86,7 +104,10 @@ pub struct InspectOutput {
 /// same array compact on one line; otherwise each object rendered through the
 /// template followed by a newline (a lone newline when nothing was rendered).
 /// An unparsable template is the outer error.
-pub fn render_inspect_all(format: Option<&str>, objects: &[Value]) -> Result<InspectOutput, FormatError> {
+pub fn render_inspect_all(
+    format: Option<&str>,
+    objects: &[Value],
+) -> Result<InspectOutput, FormatError> {
     let mut stdout = String::new();
     let mut errors = Vec::new();
     match format {
@@ -94,9 +115,19 @@ pub fn render_inspect_all(format: Option<&str>, objects: &[Value]) -> Result<Ins
             if objects.is_empty() {
                 stdout.push_str("[]\n");
             } else {
-                let indent = if format == Some("json") { None } else { Some("    ") };
-                json_encode(&mut stdout, &Value::Array(objects.to_vec()), true, indent, 0)
-                    .map_err(|_| FormatError::Execute("json: unsupported value".into()))?;
+                let indent = if format == Some("json") {
+                    None
+                } else {
+                    Some("    ")
+                };
+                json_encode(
+                    &mut stdout,
+                    &Value::Array(objects.to_vec()),
+                    true,
+                    indent,
+                    0,
+                )
+                .map_err(|_| FormatError::Execute("json: unsupported value".into()))?;
                 stdout.push('\n');
             }
         }
@@ -176,7 +207,12 @@ mod tests {
 
     #[test]
     fn custom_table_with_escapes_and_functions() {
-        let out = render_list(Some(r"table {{.ID}}\t{{.Repository | upper}}:{{.Tag}}"), &IMAGES, &rows()).unwrap();
+        let out = render_list(
+            Some(r"table {{.ID}}\t{{.Repository | upper}}:{{.Tag}}"),
+            &IMAGES,
+            &rows(),
+        )
+        .unwrap();
         assert_eq!(
             out,
             "IMAGE ID       REPOSITORY:TAG\n\
@@ -184,11 +220,21 @@ mod tests {
              0123456789ab   REGISTRY.EXAMPLE.COM/TEAM/APP:v1.2.3\n"
         );
         // Header functions pass the header through; pad still pads.
-        let out = render_list(Some("table {{json .ID}}|{{pad .Tag 1 1}}|{{truncate .Repository 3}}"), &IMAGES, &rows()[..1])
-            .unwrap();
-        assert_eq!(out, "IMAGE ID| TAG |REPOSITORY\n\"aded1e1a5b37\"| latest |alp\n");
+        let out = render_list(
+            Some("table {{json .ID}}|{{pad .Tag 1 1}}|{{truncate .Repository 3}}"),
+            &IMAGES,
+            &rows()[..1],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "IMAGE ID| TAG |REPOSITORY\n\"aded1e1a5b37\"| latest |alp\n"
+        );
         // An unknown field: `<no value>` in the header, an error in rows.
-        assert_eq!(render_list(Some("table {{.Nope}}"), &IMAGES, &[]).unwrap(), "<no value>\n");
+        assert_eq!(
+            render_list(Some("table {{.Nope}}"), &IMAGES, &[]).unwrap(),
+            "<no value>\n"
+        );
         assert_eq!(
             render_list(Some("table {{.Nope}}"), &IMAGES, &rows()).unwrap_err(),
             FormatError::Execute("can't evaluate field Nope".into())
@@ -207,14 +253,20 @@ mod tests {
             render_list(Some("{{.Repository}}:{{.Tag}}"), &IMAGES, &rows()).unwrap(),
             "alpine:latest\nregistry.example.com/team/app:v1.2.3\n"
         );
-        assert_eq!(render_list(Some("  {{.ID}}\\n"), &IMAGES, &rows()[..1]).unwrap(), "aded1e1a5b37\n\n");
+        assert_eq!(
+            render_list(Some("  {{.ID}}\\n"), &IMAGES, &rows()[..1]).unwrap(),
+            "aded1e1a5b37\n\n"
+        );
         assert_eq!(
             render_list(Some("json"), &IMAGES, &rows()[..1]).unwrap(),
             "{\"Containers\":\"N/A\",\"CreatedSince\":\"2 weeks ago\",\"ID\":\"aded1e1a5b37\",\"Repository\":\"alpine\",\"Size\":\"7.8MB\",\"Tag\":\"latest\"}\n"
         );
         let mut labelled = rows();
         labelled[1][".Label"] = json!({});
-        assert_eq!(render_list(Some("{{.Label \"org\"}}"), &IMAGES, &labelled).unwrap(), "x\n\n");
+        assert_eq!(
+            render_list(Some("{{.Label \"org\"}}"), &IMAGES, &labelled).unwrap(),
+            "x\n\n"
+        );
         // A row without the method fails like a Go map given arguments.
         assert_eq!(
             render_list(Some("{{.Label \"org\"}}"), &IMAGES, &rows()).unwrap_err(),
@@ -226,7 +278,9 @@ mod tests {
     #[test]
     fn list_errors() {
         assert_eq!(
-            render_list(Some("{{.ID | nope}}"), &IMAGES, &rows()).unwrap_err().to_string(),
+            render_list(Some("{{.ID | nope}}"), &IMAGES, &rows())
+                .unwrap_err()
+                .to_string(),
             r#"template parsing error: template: :1: function "nope" not defined"#
         );
         assert!(render_list(Some("{{upper .Missing}}"), &IMAGES, &rows()).is_err());
@@ -234,7 +288,9 @@ mod tests {
 
     #[test]
     fn inspect_default_is_indented_json_array() {
-        let objs = vec![json!({"Id": "x", "Name": "/a<b>&", "Config": {"Env": [], "Labels": {}}, "Size": 12, "Ratio": 0.5})];
+        let objs = vec![
+            json!({"Id": "x", "Name": "/a<b>&", "Config": {"Env": [], "Labels": {}}, "Size": 12, "Ratio": 0.5}),
+        ];
         assert_eq!(
             render_inspect(None, &objs).unwrap(),
             "[\n    {\n        \"Id\": \"x\",\n        \"Name\": \"/a\\u003cb\\u003e\\u0026\",\n        \"Config\": {\n            \"Env\": [],\n            \"Labels\": {}\n        },\n        \"Size\": 12,\n        \"Ratio\": 0.5\n    }\n]\n"
@@ -253,15 +309,26 @@ mod tests {
             json!({"Name": "/a", "State": {"Running": true, "Pid": 42}, "Config": {"Labels": {"b": "1", "a": "2"}}}),
             json!({"Name": "/b", "State": {"Running": false, "Pid": 0}, "Config": {"Labels": null}}),
         ];
-        assert_eq!(render_inspect(Some("{{.Name}} {{.State.Pid}}"), &objs).unwrap(), "/a 42\n/b 0\n");
+        assert_eq!(
+            render_inspect(Some("{{.Name}} {{.State.Pid}}"), &objs).unwrap(),
+            "/a 42\n/b 0\n"
+        );
         assert_eq!(
             render_inspect(Some("{{json .Config.Labels}}"), &objs).unwrap(),
             "{\"b\":\"1\",\"a\":\"2\"}\nnull\n"
         );
         assert_eq!(render_inspect(Some("{{.Name}}"), &[]).unwrap(), "\n");
-        assert!(matches!(render_inspect(Some("{{.Name"), &objs), Err(FormatError::Parse(_))));
+        assert!(matches!(
+            render_inspect(Some("{{.Name"), &objs),
+            Err(FormatError::Parse(_))
+        ));
         let out = render_inspect_all(Some("{{upper .Config.Labels.a}}"), &objs).unwrap();
         assert_eq!(out.stdout, "2\n");
-        assert_eq!(out.errors, vec![FormatError::Execute("invalid value; expected string".into())]);
+        assert_eq!(
+            out.errors,
+            vec![FormatError::Execute(
+                "invalid value; expected string".into()
+            )]
+        );
     }
 }

@@ -97,12 +97,21 @@ pub fn tabwrite(text: &str, minwidth: usize, padding: usize, padchar: char) -> S
     out
 }
 
-fn format_section(text: &str, minwidth: usize, padding: usize, padchar: char, ends_with_break: bool) -> String {
+fn format_section(
+    text: &str,
+    minwidth: usize,
+    padding: usize,
+    padchar: char,
+    ends_with_break: bool,
+) -> String {
     let mut lines: Vec<Vec<(usize, Cell)>> = vec![Vec::new()];
     let mut start = 0;
     for (i, b) in text.bytes().enumerate() {
         if matches!(b, b'\t' | b'\x0b' | b'\n') {
-            let cell = Cell { size: i - start, width: display_width(&text[start..i]) };
+            let cell = Cell {
+                size: i - start,
+                width: display_width(&text[start..i]),
+            };
             if let Some(line) = lines.last_mut() {
                 line.push((start, cell));
             }
@@ -115,7 +124,10 @@ fn format_section(text: &str, minwidth: usize, padding: usize, padchar: char, en
     // Trailing text is a cell; a formfeed also terminates an empty cell, and
     // ends the line like a newline.
     if start < text.len() || ends_with_break {
-        let cell = Cell { size: text.len() - start, width: display_width(&text[start..]) };
+        let cell = Cell {
+            size: text.len() - start,
+            width: display_width(&text[start..]),
+        };
         if let Some(line) = lines.last_mut() {
             line.push((start, cell));
         }
@@ -123,7 +135,15 @@ fn format_section(text: &str, minwidth: usize, padding: usize, padchar: char, en
     if ends_with_break {
         lines.push(Vec::new());
     }
-    let mut w = Writer { minwidth, padding, padchar, text, lines, widths: Vec::new(), out: String::new() };
+    let mut w = Writer {
+        minwidth,
+        padding,
+        padchar,
+        text,
+        lines,
+        widths: Vec::new(),
+        out: String::new(),
+    };
     let n = w.lines.len();
     w.format(0, n);
     w.out
@@ -306,16 +326,18 @@ fn char_width(c: char) -> usize {
         (0x20000, 0x2FFFD),
         (0x30000, 0x3FFFD),
     ];
-    let in_table = |t: &[(u32, u32)]| t.binary_search_by(|&(lo, hi)| {
-        if hi < u {
-            std::cmp::Ordering::Less
-        } else if lo > u {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    })
-    .is_ok();
+    let in_table = |t: &[(u32, u32)]| {
+        t.binary_search_by(|&(lo, hi)| {
+            if hi < u {
+                std::cmp::Ordering::Less
+            } else if lo > u {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+    };
     if in_table(ZERO) {
         0
     } else if in_table(WIDE) {
@@ -360,12 +382,18 @@ mod tests {
             "aaaa.bbb.d\naa...b...dd\na....\naa...cccc.eee\n"
         );
         // A line without tabs splits the blocks.
-        assert_eq!(docker("a\tb\nplain\nlonger-cell\tc\n"), "a         b\nplain\nlonger-cell   c\n");
+        assert_eq!(
+            docker("a\tb\nplain\nlonger-cell\tc\n"),
+            "a         b\nplain\nlonger-cell   c\n"
+        );
     }
 
     #[test]
     fn empty_cells_and_wide_text() {
-        assert_eq!(docker("\t\tx\ny\tz\tw\n"), "                    x\ny         z         w\n");
+        assert_eq!(
+            docker("\t\tx\ny\tz\tw\n"),
+            "                    x\ny         z         w\n"
+        );
         assert_eq!(docker("日本語\tx\nab\ty\n"), "日本語    x\nab        y\n");
         assert_eq!(docker("e\u{301}\tx\n"), "e\u{301}         x\n");
         assert_eq!(display_width("日本語 abc"), 10);
@@ -385,7 +413,10 @@ mod tests {
 
     #[test]
     fn formfeed_ends_all_columns() {
-        assert_eq!(docker("a\tb\n\u{c}longer-first\tc\n"), "a         b\n\nlonger-first   c\n");
+        assert_eq!(
+            docker("a\tb\n\u{c}longer-first\tc\n"),
+            "a         b\n\nlonger-first   c\n"
+        );
         // As docker prints `table {{.A}}\v{{.B}}\t\f{{.B}}`.
         assert_eq!(
             docker("DESC\u{b}NAME\t\u{c}NAME\nlong description\u{b}x\t\u{c}x\n"),

@@ -32,9 +32,9 @@ const MAIN: &str = "\u{0}strata-main";
 
 /// Function names a template may use (checked at parse time, as Go does).
 const KNOWN_FUNCS: &[&str] = &[
-    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf", "println",
-    "urlquery", "eq", "ge", "gt", "le", "lt", "ne", "json", "split", "join", "title", "lower",
-    "upper", "pad", "truncate",
+    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
+    "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne", "json", "split", "join", "title",
+    "lower", "upper", "pad", "truncate",
 ];
 
 type Map = BTreeMap<Arc<str>, Value>;
@@ -78,7 +78,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Converts JSON to a template value, recording lists/maps in `order` (when
 /// given) so `json` can print them in their original key order.
-fn to_value(v: &serde_json::Value, order: &mut Option<&mut HashMap<usize, serde_json::Value>>, register: bool) -> Value {
+fn to_value(
+    v: &serde_json::Value,
+    order: &mut Option<&mut HashMap<usize, serde_json::Value>>,
+    register: bool,
+) -> Value {
     use serde_json::Value as J;
     let out = match v {
         J::Null => return null_value(),
@@ -98,7 +102,10 @@ fn to_value(v: &serde_json::Value, order: &mut Option<&mut HashMap<usize, serde_
             Value::List(list.into())
         }
         J::Object(map) => {
-            let m: Map = map.iter().map(|(k, i)| (Arc::from(k.as_str()), to_value(i, order, true))).collect();
+            let m: Map = map
+                .iter()
+                .map(|(k, i)| (Arc::from(k.as_str()), to_value(i, order, true)))
+                .collect();
             Value::Map(Arc::new(m))
         }
     };
@@ -121,7 +128,9 @@ fn denull(v: &Value) -> Value {
     }
     match v {
         Value::List(items) => Value::List(items.iter().map(denull).collect::<Vec<_>>().into()),
-        Value::Map(m) => Value::Map(Arc::new(m.iter().map(|(k, i)| (Arc::clone(k), denull(i))).collect())),
+        Value::Map(m) => Value::Map(Arc::new(
+            m.iter().map(|(k, i)| (Arc::clone(k), denull(i))).collect(),
+        )),
         other => other.clone(),
     }
 }
@@ -135,7 +144,10 @@ fn exec_err(msg: impl Into<String>) -> TemplateError {
 
 fn want_args(name: &str, args: &[Value], n: usize) -> Result<(), TemplateError> {
     if args.len() != n {
-        return Err(exec_err(format!("wrong number of args for {name}: want {n} got {}", args.len())));
+        return Err(exec_err(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        )));
     }
     Ok(())
 }
@@ -162,7 +174,10 @@ fn arg_str(v: &Value) -> Result<&str, TemplateError> {
         Value::String(s) => Ok(s),
         Value::Nil => Err(exec_err("invalid value; expected string")),
         other if is_null(other) => Err(exec_err("invalid value; expected string")),
-        other => Err(exec_err(format!("wrong type for value; expected string; got {}", go_type(other)))),
+        other => Err(exec_err(format!(
+            "wrong type for value; expected string; got {}",
+            go_type(other)
+        ))),
     }
 }
 
@@ -172,7 +187,10 @@ fn arg_int(v: &Value) -> Result<i64, TemplateError> {
         Value::Uint(u) => i64::try_from(*u).map_err(|_| exec_err(format!("{u} overflows int"))),
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
         Value::Nil => Err(exec_err("invalid value; expected int")),
-        other => Err(exec_err(format!("wrong type for value; expected int; got {}", go_type(other)))),
+        other => Err(exec_err(format!(
+            "wrong type for value; expected int; got {}",
+            go_type(other)
+        ))),
     }
 }
 
@@ -223,7 +241,11 @@ pub fn go_title(s: &str) -> String {
     let mut prev = ' ';
     s.chars()
         .map(|c| {
-            let out = if is_separator(prev) { simple_title(c) } else { c };
+            let out = if is_separator(prev) {
+                simple_title(c)
+            } else {
+                c
+            };
             prev = c;
             out
         })
@@ -239,7 +261,13 @@ pub fn go_split(s: &str, sep: &str) -> Vec<String> {
 }
 
 fn str_list(items: Vec<String>) -> Value {
-    Value::List(items.into_iter().map(Value::from).collect::<Vec<_>>().into())
+    Value::List(
+        items
+            .into_iter()
+            .map(Value::from)
+            .collect::<Vec<_>>()
+            .into(),
+    )
 }
 
 fn register_basic(t: gotmpl::Template, ctx: &Arc<Mutex<ExecCtx>>) -> gotmpl::Template {
@@ -277,11 +305,18 @@ fn register_basic(t: gotmpl::Template, ctx: &Arc<Mutex<ExecCtx>>) -> gotmpl::Tem
                 .iter()
                 .map(|i| match i {
                     Value::String(s) => Ok(s.as_ref()),
-                    _ => Err(exec_err("wrong type for value; expected []string; got []interface {}")),
+                    _ => Err(exec_err(
+                        "wrong type for value; expected []string; got []interface {}",
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             Value::Nil => return Err(exec_err("invalid value; expected []string")),
-            other => return Err(exec_err(format!("wrong type for value; expected []string; got {}", go_type(other)))),
+            other => {
+                return Err(exec_err(format!(
+                    "wrong type for value; expected []string; got {}",
+                    go_type(other)
+                )))
+            }
         };
         Ok(Value::from(items.join(sep)))
     })
@@ -291,11 +326,21 @@ fn register_basic(t: gotmpl::Template, ctx: &Arc<Mutex<ExecCtx>>) -> gotmpl::Tem
     })
     .func("lower", |args| {
         want_args("lower", args, 1)?;
-        Ok(Value::from(arg_str(&args[0])?.chars().map(simple_lower).collect::<String>()))
+        Ok(Value::from(
+            arg_str(&args[0])?
+                .chars()
+                .map(simple_lower)
+                .collect::<String>(),
+        ))
     })
     .func("upper", |args| {
         want_args("upper", args, 1)?;
-        Ok(Value::from(arg_str(&args[0])?.chars().map(simple_upper).collect::<String>()))
+        Ok(Value::from(
+            arg_str(&args[0])?
+                .chars()
+                .map(simple_upper)
+                .collect::<String>(),
+        ))
     })
     .func("pad", |args| {
         want_args("pad", args, 3)?;
@@ -305,9 +350,16 @@ fn register_basic(t: gotmpl::Template, ctx: &Arc<Mutex<ExecCtx>>) -> gotmpl::Tem
             return Ok(Value::from(""));
         }
         if l < 0 || r < 0 {
-            return Err(exec_err("error calling pad: strings: negative Repeat count"));
+            return Err(exec_err(
+                "error calling pad: strings: negative Repeat count",
+            ));
         }
-        Ok(Value::from(format!("{}{}{}", " ".repeat(l as usize), s, " ".repeat(r as usize))))
+        Ok(Value::from(format!(
+            "{}{}{}",
+            " ".repeat(l as usize),
+            s,
+            " ".repeat(r as usize)
+        )))
     })
     .func("truncate", |args| {
         want_args("truncate", args, 2)?;
@@ -323,13 +375,18 @@ fn register_basic(t: gotmpl::Template, ctx: &Arc<Mutex<ExecCtx>>) -> gotmpl::Tem
         }
         // Go slices bytes; a cut inside a character leaves invalid UTF-8,
         // shown here as U+FFFD.
-        Ok(Value::from(String::from_utf8_lossy(&s.as_bytes()[..n as usize]).into_owned()))
+        Ok(Value::from(
+            String::from_utf8_lossy(&s.as_bytes()[..n as usize]).into_owned(),
+        ))
     })
 }
 
 /// docker's `HeaderFunctions`: the header text passes through unchanged.
 fn register_header(t: gotmpl::Template) -> gotmpl::Template {
-    fn ident(name: &'static str, extra: Option<bool>) -> impl Fn(&[Value]) -> Result<Value, TemplateError> {
+    fn ident(
+        name: &'static str,
+        extra: Option<bool>,
+    ) -> impl Fn(&[Value]) -> Result<Value, TemplateError> {
         // extra: None = 1 arg; Some(false) = (string, string); Some(true) = (string, int)
         move |args: &[Value]| {
             want_args(name, args, if extra.is_some() { 2 } else { 1 })?;
@@ -355,12 +412,15 @@ fn register_header(t: gotmpl::Template) -> gotmpl::Template {
         .func("truncate", ident("truncate", Some(true)))
 }
 
-static PRINTF: LazyLock<Mutex<HashMap<usize, Arc<gotmpl::Template>>>> = LazyLock::new(Default::default);
+static PRINTF: LazyLock<Mutex<HashMap<usize, Arc<gotmpl::Template>>>> =
+    LazyLock::new(Default::default);
 
 /// Calls gotmpl's `printf` builtin with `args` (null markers made `nil`).
 fn go_printf(args: &[Value]) -> Result<Value, TemplateError> {
     if args.is_empty() {
-        return Err(exec_err("wrong number of args for printf: want at least 1 got 0"));
+        return Err(exec_err(
+            "wrong number of args for printf: want at least 1 got 0",
+        ));
     }
     let n = args.len();
     let tmpl = {
@@ -378,58 +438,105 @@ fn go_printf(args: &[Value]) -> Result<Value, TemplateError> {
     let mut args: Vec<Value> = args.to_vec();
     if let Value::String(f) = &args[0] {
         let f = Arc::clone(f);
-        for i in plain_v_args(&f) {
-            // gotmpl prints floats (also inside lists and maps) the Rust way;
-            // a plain `%v` of a string is the string itself.
-            if let Some(a) = args.get_mut(i + 1) {
-                if !matches!(a, Value::String(_) | Value::Int(_) | Value::Uint(_) | Value::Bool(_)) {
-                    let mut s = String::new();
-                    sprint_value(&mut s, a, &is_null);
-                    *a = Value::from(s);
-                }
-            }
-        }
+        let (format, rest) = rewrite_printf(&f, &args[1..]);
+        args = std::iter::once(Value::from(format)).chain(rest).collect();
     }
     let data = Value::List(args.iter().map(denull).collect::<Vec<_>>().into());
     Ok(Value::from(tmpl.execute_to_string(&data)?))
 }
 
-/// Indexes of the operands formatted by a plain `%v` (optionally with `-`
-/// and a width) in a printf format. Formats using explicit argument indexes
-/// or `*` are left alone.
-fn plain_v_args(format: &str) -> Vec<usize> {
-    let mut out = Vec::new();
+fn only_strings(v: &Value) -> bool {
+    match v {
+        Value::String(_) => true,
+        Value::List(items) => items.iter().all(only_strings),
+        Value::Map(m) => !is_null(v) && m.values().all(only_strings),
+        _ => false,
+    }
+}
+
+/// Adjusts a printf call for what gotmpl's `printf` formats differently from
+/// Go: `%v` of floats (also with a precision) and of lists/maps (floats and
+/// JSON nulls inside), `%s` of lists/maps of strings, and `%T`. Those operands are
+/// formatted here and their verb becomes `%s` (keeping `-` and the width).
+/// Formats with explicit argument indexes or `*` are left alone.
+fn rewrite_printf(format: &str, original: &[Value]) -> (String, Vec<Value>) {
+    let mut out = String::with_capacity(format.len());
+    let mut args = original.to_vec();
     let mut arg = 0;
-    let mut chars = format.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut chars = format.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
         if c != '%' {
             continue;
         }
-        let mut flags = String::new();
+        let mut spec = String::new();
         let mut verb = None;
-        for c in chars.by_ref() {
+        for (_, c) in chars.by_ref() {
             if "+-# 0123456789.".contains(c) {
-                flags.push(c);
+                spec.push(c);
             } else {
                 verb = Some(c);
                 break;
             }
         }
-        match verb {
-            Some('%') if flags.is_empty() => {}
-            Some('[' | '*') => return Vec::new(),
-            Some(v) => {
-                let simple = flags.trim_start_matches('-').chars().all(|c| c.is_ascii_digit())
-                    && !flags.trim_start_matches('-').starts_with('0');
-                if v == 'v' && simple {
-                    out.push(arg);
-                }
-                arg += 1;
-            }
-            None => {}
+        let Some(verb) = verb else {
+            out.push_str(&spec);
+            break;
+        };
+        if verb == '%' && spec.is_empty() {
+            out.push('%');
+            continue;
         }
+        if verb == '[' || verb == '*' {
+            return (format.to_string(), original.to_vec());
+        }
+        let left = spec.starts_with('-');
+        let body = spec.trim_start_matches('-');
+        let (width, prec) = match body.split_once('.') {
+            Some((w, p)) => (w, Some(p)),
+            None => (body, None),
+        };
+        let plain = width.chars().all(|c| c.is_ascii_digit()) && !width.starts_with('0');
+        let mut replaced = None;
+        if plain {
+            if let Some(a) = args.get(arg) {
+                match (verb, a) {
+                    ('T', _) => replaced = Some(go_type(a).to_string()),
+                    ('v', Value::Float(f)) => {
+                        let p = prec.map(|p| p.parse::<usize>().unwrap_or(0));
+                        replaced = Some(gofmt::format_g(*f, p));
+                    }
+                    ('v', Value::List(_) | Value::Map(_)) if prec.is_none() => {
+                        let mut s = String::new();
+                        sprint_value(&mut s, a, &is_null);
+                        replaced = Some(s);
+                    }
+                    ('s', Value::List(_) | Value::Map(_)) if prec.is_none() && only_strings(a) => {
+                        let mut s = String::new();
+                        sprint_value(&mut s, a, &is_null);
+                        replaced = Some(s);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match replaced {
+            Some(s) => {
+                if left {
+                    out.push('-');
+                }
+                out.push_str(width);
+                out.push('s');
+                args[arg] = Value::from(s);
+            }
+            None => {
+                out.push_str(&spec);
+                out.push(verb);
+            }
+        }
+        arg += 1;
     }
-    out
+    (out, args)
 }
 
 /// Go's `evalArgs` used by `html`, `js` and `urlquery`.
@@ -474,19 +581,34 @@ fn register_common(t: gotmpl::Template, ctx: &Arc<Mutex<ExecCtx>>) -> gotmpl::Te
                         });
                     }
                 }
-                Err(exec_err(format!("{name} is not a method but has arguments")))
+                Err(exec_err(format!(
+                    "{name} is not a method but has arguments"
+                )))
             }
-            Value::Nil => Err(exec_err(format!("nil pointer evaluating interface {{}}.{name}"))),
-            v if is_null(v) => Err(exec_err(format!("nil pointer evaluating interface {{}}.{name}"))),
-            other => Err(exec_err(format!("can't evaluate field {name} in type {}", go_type(other)))),
+            Value::Nil => Err(exec_err(format!(
+                "nil pointer evaluating interface {{}}.{name}"
+            ))),
+            v if is_null(v) => Err(exec_err(format!(
+                "nil pointer evaluating interface {{}}.{name}"
+            ))),
+            other => Err(exec_err(format!(
+                "can't evaluate field {name} in type {}",
+                go_type(other)
+            ))),
         }
     })
     .func("print", |args| Ok(Value::from(sprint(args, &is_null))))
     .func("println", |args| Ok(Value::from(sprintln(args, &is_null))))
     .func("printf", go_printf)
-    .func("html", |args| Ok(Value::from(gotmpl::html_escape(&eval_args(args)))))
-    .func("js", |args| Ok(Value::from(gotmpl::js_escape(&eval_args(args)))))
-    .func("urlquery", |args| Ok(Value::from(gotmpl::url_encode(&eval_args(args)))))
+    .func("html", |args| {
+        Ok(Value::from(gotmpl::html_escape(&eval_args(args))))
+    })
+    .func("js", |args| {
+        Ok(Value::from(gotmpl::js_escape(&eval_args(args))))
+    })
+    .func("urlquery", |args| {
+        Ok(Value::from(gotmpl::url_encode(&eval_args(args))))
+    })
 }
 
 /// How the data's top level is treated.
@@ -515,7 +637,8 @@ pub struct Template {
 impl Template {
     /// Parses `src` like docker's `templates.Parse`.
     pub fn parse(src: &str) -> Result<Self, FormatError> {
-        let parsed = parse::parse(src, &|name| KNOWN_FUNCS.contains(&name)).map_err(|e| FormatError::Parse(e.0))?;
+        let parsed = parse::parse(src, &|name| KNOWN_FUNCS.contains(&name))
+            .map_err(|e| FormatError::Parse(e.0))?;
         let ctx = Arc::new(Mutex::new(ExecCtx::default()));
         let build = |header: bool| {
             let mut t = register_common(register_basic(gotmpl::Template::new(""), &ctx), &ctx);
@@ -537,12 +660,22 @@ impl Template {
         })
     }
 
-    fn run(&self, tmpl: &gotmpl::Template, data: &serde_json::Value, mode: Mode, out: &mut String) -> Result<(), FormatError> {
+    fn run(
+        &self,
+        tmpl: &gotmpl::Template,
+        data: &serde_json::Value,
+        mode: Mode,
+        out: &mut String,
+    ) -> Result<(), FormatError> {
         let _serial = lock(&self.exec);
         let mut order = HashMap::new();
         let mut methods = serde_json::Map::new();
         let value = {
-            let mut reg = if self.uses_json { Some(&mut order) } else { None };
+            let mut reg = if self.uses_json {
+                Some(&mut order)
+            } else {
+                None
+            };
             match (mode, data) {
                 (Mode::Row, serde_json::Value::Object(obj)) => {
                     let mut fields = serde_json::Map::new();
@@ -573,9 +706,15 @@ impl Template {
         result.map_err(|e| {
             FormatError::Execute(match e {
                 TemplateError::Exec(m) => m,
-                TemplateError::UndefinedTemplate(name) => format!("template {} not defined", gofmt::go_quote(&name)),
+                TemplateError::UndefinedTemplate(name) => {
+                    format!("template {} not defined", gofmt::go_quote(&name))
+                }
                 TemplateError::MissingKey { key } => format!("can't evaluate field {key}"),
-                TemplateError::ArgCount { name, expected, got } => {
+                TemplateError::ArgCount {
+                    name,
+                    expected,
+                    got,
+                } => {
                     format!("wrong number of args for {name}: want {expected} got {got}")
                 }
                 other => other.to_string(),
@@ -656,11 +795,17 @@ mod tests {
         assert_eq!(r("{{.Nested}}", &d), "map[a:<nil> b:map[c:1] l:[1 x]]");
         assert_eq!(r("{{index .Labels \"z\"}}", &d), "1");
         assert_eq!(r("{{index .Cmd 2}}", &d), "echo hi");
-        assert_eq!(r("{{len .Cmd}} {{len .Labels}} {{len .Health}}", &d), "3 2 0");
+        assert_eq!(
+            r("{{len .Cmd}} {{len .Labels}} {{len .Health}}", &d),
+            "3 2 0"
+        );
         assert_eq!(r("{{if .Health}}y{{else}}n{{end}}", &d), "n");
         assert_eq!(r("{{range .Health}}x{{else}}empty{{end}}", &d), "empty");
         assert_eq!(r("{{with .Health}}x{{else}}none{{end}}", &d), "none");
-        assert_eq!(r("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", &d), "a=2;z=1;");
+        assert_eq!(
+            r("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", &d),
+            "a=2;z=1;"
+        );
         assert_eq!(r("{{range .Cmd}}[{{.}}]{{end}}", &d), "[sh][-c][echo hi]");
         assert_eq!(r("{{.}}", &json!(null)), "<nil>");
         assert_eq!(r("{{if eq .Size 1234}}eq{{end}}", &d), "eq");
@@ -681,8 +826,42 @@ mod tests {
         assert_eq!(r("{{println .A .S}}", &d), "1 s\n");
         assert_eq!(r("{{printf \"%d-%s-%v\" .A .S .N}}", &d), "1-s-<nil>");
         assert_eq!(r("{{printf \"%5.1f|%-4s|\" .F .S}}", &d), "  2.5|s   |");
-        assert_eq!(r("{{printf \"%v|%-6v|%v|%d%%\" 1e21 .F .L 3}}", &json!({"F": 1e6, "L": [0.5, null]})), "1e+21|1e+06 |[0.5 <nil>]|3%");
-        assert_eq!(plain_v_args("%d %v %5v %05v %+v %%v %s %-3v"), vec![1, 2, 6]);
+        assert_eq!(
+            r(
+                "{{printf \"%v|%-6v|%v|%d%%\" 1e21 .F .L 3}}",
+                &json!({"F": 1e6, "L": [0.5, null]})
+            ),
+            "1e+21|1e+06 |[0.5 <nil>]|3%"
+        );
+        assert_eq!(
+            r(
+                "{{printf \"%s|%.2v|%-5.3v|%v\" (split \"a,b\" \",\") 3.14159 2.0 .L}}",
+                &json!({"L": {"k": 1.5}})
+            ),
+            "[a b]|3.1|2    |map[k:1.5]"
+        );
+        let (f, a) = rewrite_printf(
+            "%d %v %5v %05v %+v %%v %s %-3v",
+            &[
+                Value::Int(1),
+                Value::Float(1e6),
+                Value::Float(0.5),
+                Value::Float(1.0),
+                Value::Float(1.0),
+                Value::Float(1.0),
+                Value::Float(1.0),
+            ],
+        );
+        assert_eq!(f, "%d %s %5s %05v %+v %%v %s %-3s");
+        assert_eq!(a[1], Value::from("1e+06"));
+        assert_eq!(a[6], Value::from("1"));
+        assert_eq!(
+            r(
+                "{{printf \"%T %T %T %T %T\" 1 1.5 \"s\" .L .N}}",
+                &json!({"L": [], "N": null})
+            ),
+            "int float64 string []interface {} <nil>"
+        );
         assert_eq!(r("{{.S | printf \"<%s>\"}}", &d), "<s>");
         assert_eq!(r("{{html \"<a&b>\"}}", &d), "&lt;a&amp;b&gt;");
         assert_eq!(r("{{urlquery \"a b&c\"}}", &d), "a+b%26c");
@@ -702,7 +881,10 @@ mod tests {
             r("{{json .Config}}", &d),
             r#"{"Image":"alpine","Env":["A=1"],"Cmd":null,"Labels":{"b":"2","a":"1"}}"#
         );
-        assert_eq!(r("{{json .Mounts}}", &d), r#"[{"Type":"bind","Source":"/a","Destination":"/b","RW":true}]"#);
+        assert_eq!(
+            r("{{json .Mounts}}", &d),
+            r#"[{"Type":"bind","Source":"/a","Destination":"/b","RW":true}]"#
+        );
         assert_eq!(
             r("{{json .}}", &d),
             r#"{"Id":"abc","Config":{"Image":"alpine","Env":["A=1"],"Cmd":null,"Labels":{"b":"2","a":"1"}},"Mounts":[{"Type":"bind","Source":"/a","Destination":"/b","RW":true}],"Html":"<&>","Num":1,"Empty":{}}"#
@@ -711,8 +893,14 @@ mod tests {
         assert_eq!(r("{{json .Config.Cmd}}", &d), "null");
         assert_eq!(r("{{json .Missing}}", &d), "null");
         assert_eq!(r("{{json .Id}}", &d), r#""abc""#);
-        assert_eq!(r("{{json (index .Mounts 0)}}", &d), r#"{"Type":"bind","Source":"/a","Destination":"/b","RW":true}"#);
-        assert_eq!(r("{{range .Mounts}}{{json .}}{{end}}", &d), r#"{"Type":"bind","Source":"/a","Destination":"/b","RW":true}"#);
+        assert_eq!(
+            r("{{json (index .Mounts 0)}}", &d),
+            r#"{"Type":"bind","Source":"/a","Destination":"/b","RW":true}"#
+        );
+        assert_eq!(
+            r("{{range .Mounts}}{{json .}}{{end}}", &d),
+            r#"{"Type":"bind","Source":"/a","Destination":"/b","RW":true}"#
+        );
         assert_eq!(r("{{json (split \"a,b\" \",\")}}", &d), r#"["a","b"]"#);
         assert_eq!(r("{{json 1.5}} {{json true}} {{json 3}}", &d), "1.5 true 3");
     }
@@ -742,19 +930,34 @@ mod tests {
     fn function_errors_match_go() {
         let d = json!({"N": "x", "I": 3, "Mixed": [1, "a"]});
         let e = |t: &str| render(t, &d).unwrap_err().to_string();
-        assert_eq!(e("{{json}}"), "template parsing error: wrong number of args for json: want 1 got 0");
-        assert_eq!(e("{{upper .I}}"), "template parsing error: wrong type for value; expected string; got int");
-        assert_eq!(e("{{upper .Missing}}"), "template parsing error: invalid value; expected string");
+        assert_eq!(
+            e("{{json}}"),
+            "template parsing error: wrong number of args for json: want 1 got 0"
+        );
+        assert_eq!(
+            e("{{upper .I}}"),
+            "template parsing error: wrong type for value; expected string; got int"
+        );
+        assert_eq!(
+            e("{{upper .Missing}}"),
+            "template parsing error: invalid value; expected string"
+        );
         assert_eq!(
             e("{{truncate .N -1}}"),
             "template parsing error: error calling truncate: runtime error: slice bounds out of range [:-1]"
         );
-        assert_eq!(e("{{pad .N -1 0}}"), "template parsing error: error calling pad: strings: negative Repeat count");
+        assert_eq!(
+            e("{{pad .N -1 0}}"),
+            "template parsing error: error calling pad: strings: negative Repeat count"
+        );
         assert_eq!(
             e("{{join .Mixed \",\"}}"),
             "template parsing error: wrong type for value; expected []string; got []interface {}"
         );
-        assert_eq!(e("{{.N 1}}"), "template parsing error: N is not a method but has arguments");
+        assert_eq!(
+            e("{{.N 1}}"),
+            "template parsing error: N is not a method but has arguments"
+        );
     }
 
     #[test]
@@ -765,97 +968,70 @@ mod tests {
             r#"template parsing error: template: :1: function "foo" not defined"#
         );
         assert!(matches!(e("{{foo}}"), FormatError::Parse(_)));
-        assert_eq!(e("{{.X").to_string(), "template parsing error: template: :1: unclosed action");
+        assert_eq!(
+            e("{{.X").to_string(),
+            "template parsing error: template: :1: unclosed action"
+        );
     }
 
     #[test]
     fn templates_defines_and_blocks() {
         let d = json!({"A": "a"});
-        assert_eq!(r("{{define \"x\"}}<{{.}}>{{end}}{{template \"x\" .A}}", &d), "<a>");
+        assert_eq!(
+            r("{{define \"x\"}}<{{.}}>{{end}}{{template \"x\" .A}}", &d),
+            "<a>"
+        );
         assert_eq!(r("{{block \"y\" .A}}[{{.}}]{{end}}", &d), "[a]");
     }
 
     #[test]
     fn template_reused_across_executions() {
         let t = Template::parse("{{json .}}").unwrap();
-        assert_eq!(t.execute(&json!({"b": 1, "a": 2})).unwrap(), r#"{"b":1,"a":2}"#);
-        assert_eq!(t.execute(&json!([3, {"z": 1, "y": 2}])).unwrap(), r#"[3,{"z":1,"y":2}]"#);
+        assert_eq!(
+            t.execute(&json!({"b": 1, "a": 2})).unwrap(),
+            r#"{"b":1,"a":2}"#
+        );
+        assert_eq!(
+            t.execute(&json!([3, {"z": 1, "y": 2}])).unwrap(),
+            r#"[3,{"z":1,"y":2}]"#
+        );
         // A list row prints sorted keys, like docker's formatter contexts.
-        assert_eq!(t.execute_row(&json!({"b": 1, "a": {"d": 1, "c": 2}})).unwrap(), r#"{"a":{"d":1,"c":2},"b":1}"#);
+        assert_eq!(
+            t.execute_row(&json!({"b": 1, "a": {"d": 1, "c": 2}}))
+                .unwrap(),
+            r#"{"a":{"d":1,"c":2},"b":1}"#
+        );
         // ... and HTML-escaped, unlike `json` of a field.
         let row = json!({"Command": "a && b <c>"});
-        assert_eq!(t.execute_row(&row).unwrap(), r#"{"Command":"a \u0026\u0026 b \u003cc\u003e"}"#);
+        assert_eq!(
+            t.execute_row(&row).unwrap(),
+            r#"{"Command":"a \u0026\u0026 b \u003cc\u003e"}"#
+        );
         let t2 = Template::parse("{{json .Command}}").unwrap();
         assert_eq!(t2.execute_row(&row).unwrap(), r#""a && b <c>""#);
         // A row has no missing fields.
         let t3 = Template::parse("{{.Nope}}").unwrap();
-        assert_eq!(t3.execute_row(&row).unwrap_err(), FormatError::Execute("can't evaluate field Nope".into()));
+        assert_eq!(
+            t3.execute_row(&row).unwrap_err(),
+            FormatError::Execute("can't evaluate field Nope".into())
+        );
+    }
+
+    #[test]
+    fn template_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Template>();
     }
 
     #[test]
     fn row_methods() {
-        let t = Template::parse("{{.Label \"com.x\"}}|{{.Label \"nope\"}}|{{\"com.x\" | .Label}}|{{.Name}}").unwrap();
+        let t = Template::parse(
+            "{{.Label \"com.x\"}}|{{.Label \"nope\"}}|{{\"com.x\" | .Label}}|{{.Name}}",
+        )
+        .unwrap();
         let row = json!({"Name": "n", ".Label": {"com.x": "v"}});
         assert_eq!(t.execute_row(&row).unwrap(), "v||v|n");
         let t = Template::parse("{{json .}}").unwrap();
         assert_eq!(t.execute_row(&row).unwrap(), r#"{"Name":"n"}"#);
-    }
-}
-
-#[cfg(test)]
-mod oracle_tmp {
-    #[test]
-    #[ignore]
-    fn oracle_dump() {
-        let src = std::fs::read_to_string("/tmp/oracle/templates.jsonl").unwrap();
-        let mut out = Vec::new();
-        for line in src.lines() {
-            let t: String = serde_json::from_str(line).unwrap();
-            let r = super::render(&t, &serde_json::json!({}));
-            out.push(match r {
-                Ok(s) => serde_json::json!({"t": t, "ok": s}),
-                Err(e) => serde_json::json!({"t": t, "err": e.to_string()}),
-            });
-        }
-        std::fs::write("/tmp/oracle/ours.json", serde_json::to_string_pretty(&out).unwrap()).unwrap();
-    }
-}
-
-#[cfg(test)]
-mod oracle_tmp2 {
-    #[test]
-    #[ignore]
-    fn oracle_list_dump() {
-        let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("/tmp/oracle/list_cases.json").unwrap()).unwrap();
-        let rows: Vec<serde_json::Value> = spec["rows"].as_array().unwrap().clone();
-        let headers: Vec<(String, String)> = spec["headers"].as_array().unwrap().iter().map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string())).collect();
-        let hrefs: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        let lf = super::super::ListFormat { default_table: spec["default"].as_str().unwrap(), headers: &hrefs };
-        let mut out = Vec::new();
-        for f in spec["formats"].as_array().unwrap() {
-            let f = f.as_str().unwrap();
-            let r = super::super::render_list(if f.is_empty() { None } else { Some(f) }, &lf, &rows);
-            out.push(match r {
-                Ok(s) => serde_json::json!({"t": f, "ok": s}),
-                Err(e) => serde_json::json!({"t": f, "err": e.to_string()}),
-            });
-        }
-        std::fs::write("/tmp/oracle/list_ours.json", serde_json::to_string_pretty(&out).unwrap()).unwrap();
-    }
-}
-
-#[cfg(test)]
-mod oracle_tmp3 {
-    #[test]
-    #[ignore]
-    fn oracle_inspect() {
-        let docker = std::fs::read_to_string("/tmp/oracle/inspect_docker.txt").unwrap();
-        let objs: Vec<serde_json::Value> = serde_json::from_str(&docker).unwrap();
-        assert_eq!(super::super::render_inspect(None, &objs).unwrap(), docker);
-        let objs2: Vec<serde_json::Value> = vec![objs[0].clone(), objs[2].clone()];
-        let dj = std::fs::read_to_string("/tmp/oracle/inspect_docker_json.txt").unwrap();
-        assert_eq!(super::super::render_inspect(Some("json"), &objs2).unwrap(), dj);
-        let df = std::fs::read_to_string("/tmp/oracle/inspect_docker_f.txt").unwrap();
-        assert_eq!(super::super::render_inspect(Some("{{.Name}}|{{json .Metadata}}|{{.Endpoints.docker.Host}}|{{.TLSMaterial}}|{{len .Storage.MetadataPath}}"), &objs2).unwrap(), df);
     }
 }

@@ -92,7 +92,9 @@ pub fn human_duration(d: Duration) -> String {
 /// both Unix times in seconds (`2 weeks ago`; a future time gives
 /// `Less than a second ago`).
 pub fn ago(created_unix_secs: i64, now_unix_secs: i64) -> String {
-    human_duration_nanos((i128::from(now_unix_secs) - i128::from(created_unix_secs)) * 1_000_000_000) + " ago"
+    human_duration_nanos(
+        (i128::from(now_unix_secs) - i128::from(created_unix_secs)) * 1_000_000_000,
+    ) + " ago"
 }
 
 /// [`ago`] at the current time.
@@ -125,7 +127,11 @@ pub fn go_time(unix_secs: i64, nanos: u32) -> String {
     let days = unix_secs.div_euclid(86_400);
     let sod = unix_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let year = if y < 0 { format!("-{:04}", -y) } else { format!("{y:04}") };
+    let year = if y < 0 {
+        format!("-{:04}", -y)
+    } else {
+        format!("{y:04}")
+    };
     let mut frac = String::new();
     if nanos != 0 {
         frac = format!(".{:09}", nanos.min(999_999_999));
@@ -178,7 +184,10 @@ mod tests {
         let s = |n: u64| Duration::from_secs(n);
         let (min, hour, day) = (60, 3600, 86_400);
         let (week, month, year) = (7 * day, 30 * day, 365 * day);
-        assert_eq!(human_duration(Duration::from_millis(450)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(450)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(s(1)), "1 second");
         assert_eq!(human_duration(s(45)), "45 seconds");
         assert_eq!(human_duration(s(59)), "59 seconds");
@@ -223,9 +232,18 @@ mod tests {
     fn go_time_string() {
         assert_eq!(go_time(0, 0), "1970-01-01 00:00:00 +0000 UTC");
         assert_eq!(go_time(1_704_207_845, 0), "2024-01-02 15:04:05 +0000 UTC");
-        assert_eq!(go_time(1_704_207_845, 120_000_000), "2024-01-02 15:04:05.12 +0000 UTC");
-        assert_eq!(go_time(951_782_400, 1), "2000-02-29 00:00:00.000000001 +0000 UTC");
+        assert_eq!(
+            go_time(1_704_207_845, 120_000_000),
+            "2024-01-02 15:04:05.12 +0000 UTC"
+        );
+        assert_eq!(
+            go_time(951_782_400, 1),
+            "2000-02-29 00:00:00.000000001 +0000 UTC"
+        );
         assert_eq!(go_time(-1, 0), "1969-12-31 23:59:59 +0000 UTC");
-        assert_eq!(go_time(253_402_300_800, 0), "10000-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            go_time(253_402_300_800, 0),
+            "10000-01-01 00:00:00 +0000 UTC"
+        );
     }
 }
