@@ -1,11 +1,14 @@
+#![recursion_limit = "256"]
 //! The engine: the one facade both front ends (the CLI and, later, the Engine API) call.
 //! It opens the data root, sweeps what crashed processes left, and carries out
 //! user-level operations with docker's semantics on top of the stores.
 
 mod check;
+pub mod containers;
 mod error;
 mod images;
 mod mounts;
+mod userdb;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use strata_store::DataRoot;
 
 pub use check::{CheckReport, Problem};
 pub use error::{EngineError, Result};
+pub use containers::lifecycle::{read_event, send_stdin, AttachSpec};
+pub use containers::{Container, CreateOptions};
 pub use images::{HistoryRow, PruneReport, RemoveItem};
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/strata";
@@ -29,7 +34,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE engine_meta(key TEXT PRIMARY KEY, va
         created TEXT NOT NULL,
         running INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX containers_image ON containers(image_id);"];
+    CREATE INDEX containers_image ON containers(image_id);", containers::MIGRATION];
 
 pub struct EngineOptions {
     pub data_root: PathBuf,

@@ -78,6 +78,12 @@ pub fn mount_all(sys: &dyn Syscall, mounts: &[Mount], target: &Path) -> io::Resu
                 }
             }
             Mount::Overlay { lowers, upper, work, volatile } => {
+                if let (true, Some(w)) = (*volatile, work) {
+                    // A volatile mount leaves work/work/incompat/volatile behind, and the
+                    // kernel refuses to mount that upper again until it is gone. The
+                    // layer itself is kept: a stopped container starts on it again.
+                    let _ = std::fs::remove_dir_all(w.join("work").join("incompat"));
+                }
                 let mut params: Vec<(&str, Option<String>)> =
                     Mount::OVERLAY_FIXED.iter().map(|(k, v)| (*k, Some(v.to_string()))).collect();
                 for l in lowers {

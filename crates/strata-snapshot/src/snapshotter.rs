@@ -255,6 +255,13 @@ impl Snapshotter {
     /// already exists (another process committed the same chain first), the active
     /// snapshot is removed and `AlreadyExists` returned: the caller uses the existing one.
     pub fn commit(&self, name: &str, key: &str) -> Result<()> {
+        self.commit_with(name, key, true)
+    }
+
+    /// `commit`, optionally without flushing the files first — for layers that can be
+    /// recreated at will (a container's init layer), where a sync per container would
+    /// cost more than it protects.
+    pub fn commit_with(&self, name: &str, key: &str, durable: bool) -> Result<()> {
         let info = self.stat(key)?;
         if info.kind != Kind::Active {
             return Err(SnapshotError::WrongKind { key: key.into(), kind: info.kind.as_str().into(), want: "active" });
@@ -262,13 +269,15 @@ impl Snapshotter {
         let dir = self.snap_dir(info.id);
         let size = dir_size(&dir.join("fs"));
         // The layer's files must be on disk before the database says the layer exists.
-        sync_fs(&dir.join("fs"))?;
+        if durable {
+            sync_fs(&dir.join("fs"))?;
+        }
         if self.driver == Driver::Overlay {
             // A committed layer is only ever a lower dir: its work dir is dead weight.
             let _ = fsutil::remove_all(&dir.join("work"));
         }
         let res = self.root.db().write(|tx| -> Result<()> {
-            if tx.query_row("SELECT 1 FROM snapshots WHERE key=?1", [name], |_| Ok(())).optional()?.is_some() {
+            if name != key && tx.query_row("SELECT 1 FROM snapshots WHERE key=?1", [name], |_| Ok(())).optional()?.is_some() {
                 return Err(SnapshotError::AlreadyExists(name.to_string()));
             }
             tx.execute(

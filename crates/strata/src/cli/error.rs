@@ -9,19 +9,25 @@ pub struct CliError {
     pub from_engine: bool,
     /// Exit code override (`run` uses 125/126/127; most commands exit 1).
     pub code: Option<u8>,
+    /// Printed before the message (`strata: ` for run/create, as docker prints `docker: `).
+    pub prefix: Option<String>,
 }
 
 impl CliError {
     /// A client-side error (bad arguments noticed before the engine runs).
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), kind: ErrorKind::Invalid, from_engine: false, code: None }
+        CliError { message: message.into(), kind: ErrorKind::Invalid, from_engine: false, code: None, prefix: None }
     }
 
     pub fn print(&self) {
+        let prefix = self.prefix.as_deref().unwrap_or("");
         if self.from_engine {
-            eprintln!("Error response from daemon: {}", self.message);
+            eprintln!("{prefix}Error response from daemon: {}", self.message);
         } else {
-            eprintln!("{}", self.message);
+            eprintln!("{prefix}{}", self.message);
+        }
+        if !prefix.is_empty() {
+            eprintln!("\nRun 'strata run --help' for more information");
         }
     }
 
@@ -32,6 +38,6 @@ impl CliError {
 
 impl<E: Classify + std::fmt::Display> From<E> for CliError {
     fn from(e: E) -> Self {
-        CliError { message: e.to_string(), kind: e.kind(), from_engine: true, code: None }
+        CliError { message: e.to_string(), kind: e.kind(), from_engine: true, code: None, prefix: None }
     }
 }

@@ -148,7 +148,7 @@ fn open_input(path: Option<&str>) -> Result<Box<dyn Read>, CliError> {
 }
 
 /// Go's error text for an OS error (`no such file or directory`).
-fn os_msg(e: &io::Error) -> String {
+pub(crate) fn os_msg(e: &io::Error) -> String {
     let s = e.to_string();
     let s = s.split(" (os error").next().unwrap_or(&s).to_string();
     let mut c = s.chars();
@@ -311,12 +311,6 @@ fn parse_filters(engine: &Engine, raw: &[String]) -> Result<Filters, CliError> {
     Ok(f)
 }
 
-impl CliError {
-    fn engine(mut self) -> CliError {
-        self.from_engine = true;
-        self
-    }
-}
 
 fn labels_of(img: &Image) -> serde_json::Map<String, Value> {
     img.config.container_config().get("Labels").and_then(Value::as_object).cloned().unwrap_or_default()
@@ -466,7 +460,7 @@ pub fn prune(engine: &Engine, a: PruneArgs) -> Result<u8, CliError> {
     if !a.filters.is_empty() {
         return Err(CliError::usage("image prune --filter is not supported yet"));
     }
-    if !a.force && unsafe_stdin_is_tty() {
+    if !a.force && stdin_is_tty() {
         let warning = if a.all {
             "WARNING! This will remove all images without at least one container associated to them."
         } else {
@@ -490,7 +484,7 @@ pub fn prune(engine: &Engine, a: PruneArgs) -> Result<u8, CliError> {
     Ok(0)
 }
 
-fn unsafe_stdin_is_tty() -> bool {
+pub(crate) fn stdin_is_tty() -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(0) == 1 }
 }
@@ -531,26 +525,47 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<u8, CliError> {
 }
 
 pub fn image_inspect(engine: &Engine, a: ImageInspectArgs) -> Result<u8, CliError> {
-    inspect_objects(engine, &a.images, a.format.as_deref(), true)
+    inspect_objects(engine, &a.images, a.format.as_deref(), Kind::Image, false)
 }
 
 pub fn inspect(engine: &Engine, a: InspectArgs) -> Result<u8, CliError> {
-    if let Some(t) = &a.kind {
-        if t != "image" {
-            return Err(CliError::usage(format!("\"{t}\" is not a valid value for --type")));
-        }
-    }
-    inspect_objects(engine, &a.names, a.format.as_deref(), a.kind.is_some())
+    let kind = match a.kind.as_deref() {
+        None => Kind::Any,
+        Some("image") => Kind::Image,
+        Some("container") => Kind::Container,
+        Some(t) => return Err(CliError::usage(format!("\"{t}\" is not a valid value for --type"))),
+    };
+    inspect_objects(engine, &a.names, a.format.as_deref(), kind, a.size)
+}
+
+pub fn inspect_containers(engine: &Engine, a: InspectArgs) -> Result<u8, CliError> {
+    inspect_objects(engine, &a.names, a.format.as_deref(), Kind::Container, a.size)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Any,
+    Image,
+    Container,
 }
 
 /// Prints what was found (even when some names were not), then the errors; exit 1 if any.
-fn inspect_objects(engine: &Engine, names: &[String], fmt: Option<&str>, typed: bool) -> Result<u8, CliError> {
+/// Untyped, a name is tried as a container first, then as an image, as docker does.
+fn inspect_objects(engine: &Engine, names: &[String], fmt: Option<&str>, kind: Kind, size: bool) -> Result<u8, CliError> {
     let mut found = Vec::new();
     let mut errors = Vec::new();
     for n in names {
-        match engine.images().resolve(n) {
-            Ok(img) => found.push(engine.image_inspect(&img)?),
-            Err(_) => errors.push(if typed { format!("Error: No such image: {n}") } else { format!("Error: No such object: {n}") }),
+        if kind != Kind::Image {
+            if let Ok(c) = engine.container(n) {
+                found.push(engine.container_inspect(&c, size));
+                continue;
+            }
+        }
+        match (kind, engine.images().resolve(n)) {
+            (Kind::Any | Kind::Image, Ok(img)) => found.push(engine.image_inspect(&img)?),
+            (Kind::Image, Err(_)) => errors.push(format!("Error: No such image: {n}")),
+            (Kind::Container, _) => errors.push(format!("Error: No such container: {n}")),
+            (Kind::Any, Err(_)) => errors.push(format!("Error: No such object: {n}")),
         }
     }
     let out = format::render_inspect(fmt, &found).map_err(|e| CliError::usage(e.to_string()))?;

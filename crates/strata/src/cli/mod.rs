@@ -1,5 +1,6 @@
 //! Argument definitions (clap) and dispatch to the engine.
 
+mod container;
 mod error;
 mod image;
 mod system;
@@ -27,6 +28,37 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(container::CreateArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(container::CreateArgs),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Restart one or more containers
+    Restart(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::WaitArgs),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Fetch the logs of a container
+    Logs(container::LogsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        id: String,
+        #[arg(long)]
+        attach: Option<String>,
+    },
     /// Import the contents from a tarball to create a filesystem image
     Import(image::ImportArgs),
     /// Load an image from a tar archive or STDIN
@@ -71,15 +103,60 @@ pub enum ImageCommand {
     Unmount { image: String },
 }
 
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    #[command(disable_help_flag = true)]
+    Run(container::CreateArgs),
+    #[command(disable_help_flag = true)]
+    Create(container::CreateArgs),
+    Start(container::StartArgs),
+    Stop(container::StopArgs),
+    Restart(container::StopArgs),
+    Kill(container::KillArgs),
+    Wait(container::WaitArgs),
+    #[command(alias = "remove")]
+    Rm(container::RmArgs),
+    #[command(alias = "ps", alias = "list")]
+    Ls(container::PsArgs),
+    Logs(container::LogsArgs),
+    Inspect(image::InspectArgs),
+    Prune(container::ContainerPruneArgs),
+}
+
 pub fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
     Ok(Engine::open(&EngineOptions { data_root: cli.data_root.clone(), storage_driver: cli.storage_driver.clone() })?)
 }
 
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
+    if let Command::Supervise { .. } = &cli.command {
+        // Detach from whoever started us: that process waits only for this fork. Done
+        // before the database is opened, so no connection crosses the fork.
+        // SAFETY: single-threaded here; the parent only calls _exit.
+        unsafe {
+            match libc::fork() {
+                -1 => return Ok(125),
+                0 => {}
+                _ => libc::_exit(0),
+            }
+        }
+    }
     let engine = open_engine(&cli)?;
     let e = &engine;
     match cli.command {
+        Command::Supervise { id, attach } => Ok(container::supervise(e, &id, attach.as_deref())),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => container::run(e, a),
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => container::create(e, a),
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => container::start(e, a),
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => container::stop(e, a),
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => container::restart(e, a),
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => container::kill(e, a),
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => container::wait(e, a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container::rm(e, a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(e, a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => container::logs(e, a),
+        Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
+        Command::Container(ContainerCommand::Prune(a)) => container::prune(e, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => image::load(e, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => image::save(e, a),

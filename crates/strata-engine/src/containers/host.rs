@@ -1,0 +1,272 @@
+//! The supervisor's process: `strata __supervise <id>` lands here. It becomes the
+//! supervisor, starts the container, and records every state change in the database.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::params;
+use serde_json::Value;
+use strata_runtime::executor::{executor_for, Executor};
+use strata_runtime::protocol::Request;
+use strata_runtime::spec::{BindMount, ContainerSpec, ProcessSpec, Resources};
+use strata_runtime::supervisor::{self, Config, Host, Supervisor};
+
+use super::lifecycle::{AttachSpec, ATTACH_FD, READY_FD};
+use super::{process_start, Container};
+use crate::{Engine, EngineError, Result};
+
+
+/// Files and directories every container root has, created in the `-init` layer so they
+/// never appear in diff, commit or export (docker's initlayer).
+pub(crate) fn populate_init_layer(upper: &Path) -> Result<()> {
+    let mk = |rel: &str, dir: bool| -> Result<()> {
+        let p = upper.join(rel);
+        let r = if dir { std::fs::create_dir_all(&p) } else { std::fs::create_dir_all(p.parent().expect("has parent")).and_then(|_| File::create(&p).map(|_| ())) };
+        r.map_err(|e| EngineError::io("create", &p, e))
+    };
+    for d in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        mk(d, true)?;
+    }
+    for f in [".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console"] {
+        mk(f, false)?;
+    }
+    Ok(())
+}
+
+/// The host's resolv.conf without loopback name servers (unreachable from a container's
+/// network namespace); docker's public fallbacks if none remain.
+pub(crate) fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let t = line.trim();
+        if let Some(ns) = t.strip_prefix("nameserver") {
+            let ns = ns.trim();
+            if ns.starts_with("127.") || ns == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// Entry point of `strata __supervise`. Never returns to the caller's logic: the
+/// process ends when the container stops for good.
+pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
+    // SAFETY: the fds were placed by `start_container` before exec.
+    let mut ready = unsafe { File::from_raw_fd(READY_FD) };
+    let first = attach.map(|a| (unsafe { UnixStream::from_raw_fd(ATTACH_FD) }, a));
+    let fail = |ready: &mut File, code: i32, msg: &str| {
+        let _ = writeln!(ready, "err {code} {msg}");
+        1
+    };
+    let c = match engine.container(id) {
+        Ok(c) => c,
+        Err(e) => return fail(&mut ready, 125, &e.to_string()),
+    };
+    if let Err(e) = supervisor::enter() {
+        return fail(&mut ready, 125, &format!("supervisor: {e}"));
+    }
+    let state_root = engine.runtime_state_root();
+    let runtime = c.host_config.get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
+    let exec: Box<dyn Executor> = match executor_for(runtime, &state_root) {
+        Ok(e) => e,
+        Err(e) => return fail(&mut ready, 125, &e.to_string()),
+    };
+    let mounts = match engine.snapshotter().mounts(&c.id) {
+        Ok(m) => m,
+        Err(e) => return fail(&mut ready, 125, &e.to_string()),
+    };
+    let dir = engine.container_dir(&c.id);
+    let cfg = Config {
+        id: c.id.clone(),
+        bundle: dir.join("bundle"),
+        rootfs: dir.join("rootfs"),
+        mounts,
+        log_path: dir.join(format!("{}-json.log", c.id)),
+        tty: c.tty(),
+        open_stdin: c.config.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false),
+        stdin_once: c.config.get("StdinOnce").and_then(Value::as_bool).unwrap_or(false),
+        socket: engine.socket_of(&c.id),
+    };
+    let mut sup = match Supervisor::new(cfg, exec.as_ref()) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut ready, 125, &e.to_string()),
+    };
+    if let Some((stream, a)) = first {
+        sup.add_client(stream, Request::Attach { stdin: a.stdin, stdout: a.stdout, stderr: a.stderr });
+    }
+    let mut host = EngineHost { engine, c: c.clone(), dir, start_error: None };
+    match sup.start(&mut host) {
+        Ok(pid) => {
+            let _ = writeln!(ready, "ok {pid}");
+        }
+        Err(e) => {
+            let (code, msg) = host.start_error.take().unwrap_or((125, e.to_string()));
+            host.record_start_failure(code, &msg);
+            let _ = LinuxUnmount::rootfs(&engine.container_dir(&c.id));
+            if c.auto_remove() {
+                let _ = engine.destroy_container(&c);
+            }
+            return fail(&mut ready, code, &msg);
+        }
+    }
+    drop(ready);
+    sup.serve(&mut host)
+}
+
+struct LinuxUnmount;
+impl LinuxUnmount {
+    fn rootfs(dir: &Path) -> std::io::Result<()> {
+        use strata_snapshot::Syscall;
+        strata_snapshot::LinuxSyscall.unmount(&dir.join("rootfs"), true)
+    }
+}
+
+struct EngineHost<'a> {
+    engine: &'a Engine,
+    c: Container,
+    dir: PathBuf,
+    start_error: Option<(i32, String)>,
+}
+
+impl EngineHost<'_> {
+    fn record_start_failure(&self, code: i32, msg: &str) {
+        let now = strata_store::now_rfc3339();
+        let _ = self.engine.root.db().write(|tx| {
+            tx.execute(
+                "UPDATE containers SET status=CASE WHEN status='created' THEN 'created' ELSE 'exited' END, exit_code=?2, error=?3, finished_at=?4, pid=0 WHERE id=?1",
+                params![self.c.id, code, msg, now],
+            )
+        });
+    }
+}
+
+impl Host for EngineHost<'_> {
+    fn prepare(&mut self, rootfs: &Path) -> std::result::Result<(), String> {
+        let spec = match build_spec(self.engine, &self.c, rootfs) {
+            Ok(s) => s,
+            Err((code, msg)) => {
+                self.start_error = Some((code, msg.clone()));
+                return Err(msg);
+            }
+        };
+        strata_runtime::spec::write_bundle(&spec, &self.dir.join("bundle"), rootfs).map_err(|e| e.to_string())
+    }
+
+    fn started(&mut self, pid: i32) {
+        let now = strata_store::now_rfc3339();
+        let me = std::process::id() as i32;
+        let _ = self.engine.root.db().write(|tx| {
+            tx.execute(
+                "UPDATE containers SET status='running', pid=?2, pid_start=?3, sup_pid=?4, sup_start=?5, started_at=?6, error='', manual_stop=0 WHERE id=?1",
+                params![self.c.id, pid, process_start(pid).unwrap_or(0) as i64, me, process_start(me).unwrap_or(0) as i64, now],
+            )
+        });
+    }
+
+    fn exited(&mut self, code: i32, manual_stop: bool) -> Option<Duration> {
+        let now = strata_store::now_rfc3339();
+        let policy = self.c.host_config.get("RestartPolicy").cloned().unwrap_or(Value::Null);
+        let name = policy.get("Name").and_then(Value::as_str).unwrap_or("no").to_string();
+        let max = policy.get("MaximumRetryCount").and_then(Value::as_i64).unwrap_or(0);
+        let count = self.engine.container(&self.c.id).map(|c| c.restart_count).unwrap_or(0);
+        let restart = !manual_stop
+            && match name.as_str() {
+                "always" | "unless-stopped" => true,
+                "on-failure" => code != 0 && (max == 0 || count < max),
+                _ => false,
+            };
+        let status = if restart { "restarting" } else { "exited" };
+        let _ = self.engine.root.db().write(|tx| {
+            tx.execute(
+                "UPDATE containers SET status=?2, exit_code=?3, finished_at=?4, pid=0, manual_stop=?5,
+                 restart_count=restart_count + ?6 WHERE id=?1",
+                params![self.c.id, status, code, now, manual_stop as i64, restart as i64],
+            )
+        });
+        // docker's back-off: 100 ms doubling per consecutive restart, at most a minute.
+        restart.then(|| Duration::from_millis((100u64 << count.clamp(0, 10) as u64).min(60_000)))
+    }
+
+    fn finished(&mut self) -> bool {
+        if self.c.auto_remove() {
+            return self.engine.destroy_container(&self.c).is_ok();
+        }
+        false
+    }
+}
+
+/// The runtime spec for one start: command resolved inside the container's root
+/// (docker's 127 for a missing command, 126 for one that cannot be run) and the user
+/// looked up in the container's own /etc/passwd and /etc/group.
+fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Result<ContainerSpec, (i32, String)> {
+    let env: Vec<String> = c.config.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").to_string();
+    let user = c.config.get("User").and_then(Value::as_str).unwrap_or("").to_string();
+    let (uid, gid, gids, home) = crate::userdb::resolve_user(rootfs, &user).map_err(|m| (125, m))?;
+    let cwd = c.config.get("WorkingDir").and_then(Value::as_str).filter(|w| !w.is_empty()).unwrap_or("/").to_string();
+    let argv0 = &c.path;
+    let exe = crate::userdb::lookup_command(rootfs, argv0, &path_var, &cwd).map_err(|(code, why)| {
+        (code, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"{argv0}\": {why}: unknown"))
+    })?;
+    let _ = exe;
+    let hostname = c.config.get("Hostname").and_then(Value::as_str).unwrap_or(&c.id[..12]).to_string();
+    let tty = c.tty();
+    // Runtime environment: PATH, HOSTNAME, TERM (with a tty), HOME, then the config's own.
+    let mut full: Vec<String> = vec![format!("PATH={path_var}"), format!("HOSTNAME={hostname}")];
+    if tty {
+        full.push("TERM=xterm".into());
+    }
+    full.push(format!("HOME={home}"));
+    for e in &env {
+        let k = e.split('=').next().unwrap_or("");
+        full.retain(|x| x.split('=').next() != Some(k));
+        full.push(e.clone());
+    }
+    let mut args = vec![c.path.clone()];
+    args.extend(c.args.iter().cloned());
+    let hc = &c.host_config;
+    let int = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v > 0);
+    let dir = engine.container_dir(&c.id);
+    let init = hc.get("Init").and_then(Value::as_bool).unwrap_or(false);
+    Ok(ContainerSpec {
+        id: c.id.clone(),
+        hostname,
+        process: ProcessSpec { args, env: full, cwd, uid, gid, additional_gids: gids, terminal: tty, no_new_privileges: false },
+        readonly_rootfs: hc.get("ReadonlyRootfs").and_then(Value::as_bool).unwrap_or(false),
+        binds: vec![
+            BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
+            BindMount { source: dir.join("hostname"), destination: "/etc/hostname".into(), readonly: false },
+            BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
+        ],
+        resources: Resources {
+            memory: int("Memory"),
+            cpu_quota: int("NanoCpus").map(|n| n / 10_000),
+            pids_limit: int("PidsLimit"),
+            shm_size: int("ShmSize").unwrap_or(64 * 1024 * 1024),
+        },
+        cgroup_path: format!("/strata/{}", c.id),
+        init: if init { std::env::current_exe().ok() } else { None },
+    })
+}
+
+impl Engine {
+    /// Where executors keep their per-container state (tmpfs: gone after a reboot, as
+    /// the processes are).
+    pub fn runtime_state_root(&self) -> PathBuf {
+        PathBuf::from("/run/strata").join(self.root_tag())
+    }
+}
+

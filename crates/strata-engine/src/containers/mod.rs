@@ -1,0 +1,582 @@
+//! Containers: records, names, creation, listing, removal — and, in the submodules, the
+//! lifecycle (`lifecycle`), the supervisor's host side (`host`) and inspect JSON
+//! (`inspect`).
+//!
+//! A container is a row in `containers` (its docker `Config` and `HostConfig` as JSON,
+//! its state in columns), a directory `containers/<id>/` (spec, bundle, init files, log)
+//! and two snapshots: `<id>-init` (mount points for /etc/hosts and friends, committed, so
+//! they never show in diff, commit or export) and `<id>` (the writable layer).
+//!
+//! Liveness: a running container has a supervisor, identified by (pid, start time).
+//! `reconcile` checks it whenever containers are read; a container whose supervisor and
+//! init are both gone is recorded as exited with code 255 (the real code is unknowable),
+//! and an `--rm` one is removed.
+
+pub mod host;
+pub mod inspect;
+pub mod lifecycle;
+pub mod names;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension, Row};
+use serde_json::{json, Map, Value};
+use strata_image::Reference;
+use strata_snapshot::SnapshotError;
+use strata_store::Digest;
+
+use crate::{Engine, EngineError, Result};
+
+pub(crate) const MIGRATION: &str = "DROP TABLE containers;
+    CREATE TABLE containers(
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        created TEXT NOT NULL,
+        config TEXT NOT NULL,
+        host_config TEXT NOT NULL,
+        path TEXT NOT NULL,
+        args TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'created',
+        pid INTEGER NOT NULL DEFAULT 0,
+        pid_start INTEGER NOT NULL DEFAULT 0,
+        sup_pid INTEGER NOT NULL DEFAULT 0,
+        sup_start INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+        finished_at TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        manual_stop INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX containers_image ON containers(image_id);";
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// docker's `--restart` policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub max_retry: i64,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> Result<RestartPolicy> {
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        let max_retry = match (name, count) {
+            ("on-failure", Some(c)) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| EngineError::Invalid(format!("invalid restart policy format: maximum retry count must be a positive integer")))?,
+            (_, Some(_)) => return Err(EngineError::Invalid(format!("invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'"))),
+            _ => 0,
+        };
+        match name {
+            "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(RestartPolicy { name: if name.is_empty() { "no".into() } else { name.into() }, max_retry }),
+            _ => Err(EngineError::Invalid(format!("invalid restart policy format: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"))),
+        }
+    }
+}
+
+/// What `create`/`run` take, already parsed by a front end.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    pub cmd: Vec<String>,
+    /// `Some("")` resets the image's entrypoint.
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub init: bool,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub shm_size: Option<i64>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub runtime: Option<String>,
+    pub restart: Option<String>,
+    pub auto_remove: bool,
+    pub read_only: bool,
+}
+
+/// A container as recorded.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub created: String,
+    pub config: Map<String, Value>,
+    pub host_config: Map<String, Value>,
+    pub path: String,
+    pub args: Vec<String>,
+    pub status: String,
+    pub pid: i32,
+    pub pid_start: u64,
+    pub sup_pid: i32,
+    pub sup_start: u64,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub restart_count: i64,
+    pub manual_stop: bool,
+}
+
+impl Container {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Container> {
+        let cfg: String = r.get("config")?;
+        let hc: String = r.get("host_config")?;
+        let args: String = r.get("args")?;
+        Ok(Container {
+            id: r.get("id")?,
+            name: r.get("name")?,
+            image_id: r.get("image_id")?,
+            created: r.get("created")?,
+            config: serde_json::from_str(&cfg).unwrap_or_default(),
+            host_config: serde_json::from_str(&hc).unwrap_or_default(),
+            path: r.get("path")?,
+            args: serde_json::from_str(&args).unwrap_or_default(),
+            status: r.get("status")?,
+            pid: r.get("pid")?,
+            pid_start: r.get::<_, i64>("pid_start")? as u64,
+            sup_pid: r.get("sup_pid")?,
+            sup_start: r.get::<_, i64>("sup_start")? as u64,
+            exit_code: r.get("exit_code")?,
+            error: r.get("error")?,
+            started_at: r.get("started_at")?,
+            finished_at: r.get("finished_at")?,
+            restart_count: r.get("restart_count")?,
+            manual_stop: r.get::<_, i64>("manual_stop")? != 0,
+        })
+    }
+
+    pub fn running(&self) -> bool {
+        matches!(self.status.as_str(), "running" | "paused" | "restarting")
+    }
+
+    pub fn auto_remove(&self) -> bool {
+        self.host_config.get("AutoRemove").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    pub fn tty(&self) -> bool {
+        self.config.get("Tty").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    pub fn image_name(&self) -> &str {
+        self.config.get("Image").and_then(Value::as_str).unwrap_or("")
+    }
+
+    pub fn stop_signal(&self) -> i32 {
+        self.config.get("StopSignal").and_then(Value::as_str).and_then(signal_number).unwrap_or(libc::SIGTERM)
+    }
+
+    pub fn stop_timeout(&self) -> i64 {
+        self.config.get("StopTimeout").and_then(Value::as_i64).unwrap_or(10)
+    }
+}
+
+/// Accepts what `executor_for` can run: the built-in one, a runc-compatible binary on
+/// PATH, or an absolute path.
+fn check_runtime(name: &str) -> Result<()> {
+    let ok = match name {
+        "strata" | "builtin" => true,
+        n if n.starts_with('/') => std::path::Path::new(n).is_file(),
+        n => std::env::var("PATH").unwrap_or_default().split(':').any(|d| std::path::Path::new(d).join(n).is_file()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(format!("unknown or invalid runtime name: {name}")))
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15` → 15.
+pub fn signal_number(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return None,
+    })
+}
+
+/// Start time of a process (clock ticks since boot, field 22 of /proc/PID/stat): with
+/// the pid it identifies a process even after pid reuse.
+pub fn process_start(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+pub fn alive(pid: i32, start: u64) -> bool {
+    pid > 0 && start > 0 && process_start(pid) == Some(start) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+const SELECT: &str = "SELECT * FROM containers";
+
+impl Engine {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.path().join("containers").join(id)
+    }
+
+    /// A short hash naming this data root in supervisor socket names.
+    pub(crate) fn root_tag(&self) -> String {
+        Digest::sha256_of(self.root.path().to_string_lossy().as_bytes()).hex()[..12].to_string()
+    }
+
+    pub fn socket_of(&self, id: &str) -> String {
+        strata_runtime::protocol::socket_name(&self.root_tag(), id)
+    }
+
+    /// Finds a container by full id, name (with or without `/`) or unique id prefix.
+    pub fn container(&self, name: &str) -> Result<Container> {
+        let c = self.find_container(name)?.ok_or_else(|| EngineError::NoSuchContainer(name.to_string()))?;
+        self.reconcile(c)
+    }
+
+    fn find_container(&self, name: &str) -> Result<Option<Container>> {
+        let n = name.strip_prefix('/').unwrap_or(name).to_string();
+        if n.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.root.db().read(|c| {
+            if let Some(x) = c.query_row(&format!("{SELECT} WHERE id=?1 OR name=?1"), [&n], Container::from_row).optional()? {
+                return Ok(Some(x));
+            }
+            if !n.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(None);
+            }
+            let mut st = c.prepare(&format!("{SELECT} WHERE id >= ?1 AND id < ?2 LIMIT 2"))?;
+            let rows: Vec<Container> = st.query_map([n.clone(), format!("{n}g")], Container::from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(if rows.len() == 1 { rows.into_iter().next() } else { None })
+        })?)
+    }
+
+    /// Every container (reconciled), newest first.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let all: Vec<Container> = self.root.db().read(|c| {
+            let mut st = c.prepare(&format!("{SELECT} ORDER BY created DESC"))?;
+            let r = st.query_map([], Container::from_row)?.collect();
+            r
+        })?;
+        let mut out = Vec::with_capacity(all.len());
+        for c in all {
+            if let Ok(c) = self.reconcile(c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings a recorded running state in line with the processes that exist.
+    fn reconcile(&self, c: Container) -> Result<Container> {
+        if !c.running() || alive(c.sup_pid, c.sup_start) {
+            return Ok(c);
+        }
+        if alive(c.pid, c.pid_start) {
+            // The supervisor died; the container still runs and is controlled by pid.
+            return Ok(c);
+        }
+        // Both gone: the exit code cannot be known. Release what the runtime kept for it
+        // (cgroups, state); its mounts died with the supervisor's mount namespace.
+        let runtime = c.host_config.get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
+        if let Ok(exec) = strata_runtime::executor::executor_for(runtime, &self.runtime_state_root()) {
+            let _ = exec.delete(&c.id, true);
+        }
+        let now = strata_store::now_rfc3339();
+        self.root.db().write(|tx| {
+            tx.execute(
+                "UPDATE containers SET status='exited', exit_code=255, pid=0, finished_at=?2 WHERE id=?1 AND status IN ('running','paused','restarting')",
+                params![c.id, now],
+            )
+        })?;
+        if c.auto_remove() {
+            self.destroy_container(&c)?;
+            return Err(EngineError::NoSuchContainer(c.name));
+        }
+        self.find_container(&c.id)?.ok_or_else(|| EngineError::NoSuchContainer(c.id.clone()))
+    }
+
+    /// `create`: records the container and prepares its layers. Nothing runs yet.
+    pub fn create_container(&self, o: &CreateOptions) -> Result<Container> {
+        let img = self.images.resolve(&o.image)?;
+        let img_cfg = img.config.container_config();
+        let name = match &o.name {
+            Some(n) => {
+                if !names::valid(n) {
+                    return Err(EngineError::Invalid(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                }
+                n.trim_start_matches('/').to_string()
+            }
+            None => names::random_name(),
+        };
+        let restart = RestartPolicy::parse(o.restart.as_deref().unwrap_or("no"))?;
+        if o.auto_remove && restart.name != "no" {
+            return Err(EngineError::Invalid("conflicting options: cannot specify both --restart and --rm".into()));
+        }
+        if let Some(s) = &o.stop_signal {
+            if signal_number(s).is_none() {
+                return Err(EngineError::Invalid(format!("Invalid signal: {s}")));
+            }
+        }
+        if let Some(m) = o.memory {
+            if m != 0 && m < 6 * 1024 * 1024 {
+                return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".into()));
+            }
+        }
+        if let Some(c) = o.nano_cpus {
+            let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+            if c < 0 || c > ncpu * 1_000_000_000 {
+                return Err(EngineError::Invalid(format!(
+                    "range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+                )));
+            }
+        }
+        if let Some(rt) = &o.runtime {
+            check_runtime(rt)?;
+        }
+        // Entrypoint and command, docker's rules: a new entrypoint drops the image's Cmd.
+        let str_list = |v: Option<&Value>| -> Option<Vec<String>> {
+            v.and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        };
+        let entrypoint: Option<Vec<String>> = match &o.entrypoint {
+            Some(e) if e.is_empty() => None,
+            Some(e) => Some(vec![e.clone()]),
+            None => str_list(img_cfg.get("Entrypoint")),
+        };
+        let cmd: Option<Vec<String>> = if !o.cmd.is_empty() {
+            Some(o.cmd.clone())
+        } else if o.entrypoint.is_some() {
+            None
+        } else {
+            str_list(img_cfg.get("Cmd"))
+        };
+        let mut argv: Vec<String> = entrypoint.clone().unwrap_or_default();
+        argv.extend(cmd.clone().unwrap_or_default());
+        if argv.is_empty() {
+            return Err(EngineError::Invalid("No command specified".into()));
+        }
+        let id = strata_store::random_hex(32);
+        let hostname = o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        let mut env: Vec<String> = str_list(img_cfg.get("Env")).unwrap_or_default();
+        for e in &o.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        let mut labels: BTreeMap<String, String> = img_cfg
+            .get("Labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+            .unwrap_or_default();
+        labels.extend(o.labels.clone());
+        let image_name = Reference::parse(&o.image).map(|r| if o.image.contains(['@', ':']) || o.image.starts_with("sha256:") { o.image.clone() } else { r.familiar_name() }).unwrap_or_else(|_| o.image.clone());
+        let mut config = Map::new();
+        config.insert("Hostname".into(), json!(hostname));
+        config.insert("Domainname".into(), json!(""));
+        config.insert("User".into(), json!(o.user.clone().unwrap_or_else(|| img_cfg.get("User").and_then(Value::as_str).unwrap_or("").to_string())));
+        config.insert("AttachStdin".into(), json!(o.attach_stdin));
+        config.insert("AttachStdout".into(), json!(o.attach_stdout));
+        config.insert("AttachStderr".into(), json!(o.attach_stderr));
+        if let Some(p) = img_cfg.get("ExposedPorts").filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) {
+            config.insert("ExposedPorts".into(), p.clone());
+        }
+        config.insert("Tty".into(), json!(o.tty));
+        config.insert("OpenStdin".into(), json!(o.open_stdin));
+        config.insert("StdinOnce".into(), json!(o.open_stdin && o.attach_stdin));
+        config.insert("Env".into(), json!(env));
+        config.insert("Cmd".into(), json!(cmd));
+        config.insert("Image".into(), json!(image_name));
+        config.insert("Volumes".into(), img_cfg.get("Volumes").cloned().unwrap_or(Value::Null));
+        config.insert("WorkingDir".into(), json!(o.workdir.clone().unwrap_or_else(|| img_cfg.get("WorkingDir").and_then(Value::as_str).unwrap_or("").to_string())));
+        config.insert("Entrypoint".into(), json!(entrypoint));
+        config.insert("OnBuild".into(), Value::Null);
+        config.insert("Labels".into(), json!(labels));
+        if let Some(s) = o.stop_signal.clone().or_else(|| img_cfg.get("StopSignal").and_then(Value::as_str).map(str::to_string)) {
+            config.insert("StopSignal".into(), json!(s));
+        }
+        if let Some(t) = o.stop_timeout {
+            config.insert("StopTimeout".into(), json!(t));
+        }
+        let host_config = inspect::host_config(o, &restart);
+        let created = strata_store::now_rfc3339();
+
+        let dir = self.container_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+        let res = (|| -> Result<()> {
+            self.write_init_files(&id, &hostname)?;
+            let top = img.top_layer.as_ref().map(|t| t.to_string());
+            let snaps = self.snapshotter();
+            let init_key = format!("{id}-init");
+            snaps.prepare(&init_key, top.as_deref(), None)?;
+            host::populate_init_layer(&snaps.upper_dir(&init_key)?)?;
+            snaps.commit_with(&init_key, &init_key, false)?;
+            snaps.prepare(&id, Some(&init_key), None)?;
+            self.root.db().write(|tx| -> Result<()> {
+                let r = tx.execute(
+                    "INSERT INTO containers(id, name, image_id, created, config, host_config, path, args) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        id,
+                        name,
+                        img.id.to_string(),
+                        created,
+                        Value::Object(config.clone()).to_string(),
+                        Value::Object(host_config.clone()).to_string(),
+                        argv[0],
+                        serde_json::to_string(&argv[1..]).expect("json"),
+                    ],
+                );
+                match r {
+                    Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                        let other: String = tx.query_row("SELECT id FROM containers WHERE name=?1", [&name], |r| r.get(0))?;
+                        Err(EngineError::Conflict(format!(
+                            "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )))
+                    }
+                    r => {
+                        r?;
+                        Ok(())
+                    }
+                }
+            })
+        })();
+        if let Err(e) = res {
+            let _ = self.snapshotter().remove(&id);
+            let _ = self.snapshotter().remove(&format!("{id}-init"));
+            let _ = strata_store::fsutil::remove_all(&dir);
+            return Err(e);
+        }
+        self.find_container(&id)?.ok_or(EngineError::NoSuchContainer(id))
+    }
+
+    fn write_init_files(&self, id: &str, hostname: &str) -> Result<()> {
+        let dir = self.container_dir(id);
+        let w = |name: &str, data: &str| -> Result<()> {
+            let p = dir.join(name);
+            std::fs::write(&p, data).map_err(|e| EngineError::io("write", &p, e))
+        };
+        w("hostname", &format!("{hostname}\n"))?;
+        w("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")?;
+        w("resolv.conf", &host::resolv_conf())?;
+        let log = dir.join(format!("{id}-json.log"));
+        std::fs::File::create(&log).map_err(|e| EngineError::io("create", &log, e))?;
+        Ok(())
+    }
+
+    /// Removes a stopped container's layers, files and record. `rm -f` stops first.
+    pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+        let c = self.container(name)?;
+        if c.running() {
+            if !force {
+                let what = if c.status == "paused" { "container is paused and must be unpaused first" } else { "container is running: stop the container before removing or force remove" };
+                return Err(EngineError::Conflict(format!("cannot remove container \"/{}\": {what}", c.name)));
+            }
+            self.kill_container(&c, libc::SIGKILL, true)?;
+            self.wait_stopped(&c, Some(std::time::Duration::from_secs(10)))?;
+            // --rm containers remove themselves once stopped.
+            if c.auto_remove() {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while std::time::Instant::now() < deadline {
+                    if self.find_container(&c.id)?.is_none() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+        match self.find_container(&c.id)? {
+            Some(c) => self.destroy_container(&c),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes layers, files and the row. The row goes last, so a crash leaves a
+    /// container that `rm` can finish removing.
+    pub(crate) fn destroy_container(&self, c: &Container) -> Result<()> {
+        let snaps = self.snapshotter();
+        for key in [c.id.clone(), format!("{}-init", c.id)] {
+            match snaps.remove(&key) {
+                Ok(()) | Err(SnapshotError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        strata_store::fsutil::remove_all(&self.container_dir(&c.id))?;
+        self.root.db().write(|tx| tx.execute("DELETE FROM containers WHERE id=?1", [&c.id]))?;
+        Ok(())
+    }
+
+    /// `container prune`: every stopped container. Returns the removed ids.
+    pub fn prune_containers(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for c in self.containers()? {
+            if !c.running() {
+                self.destroy_container(&c)?;
+                out.push(c.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Size of the container's writable layer (`ps -s`, `inspect -s`).
+    pub fn container_size_rw(&self, c: &Container) -> u64 {
+        self.snapshotter().usage(&c.id).unwrap_or(0)
+    }
+}

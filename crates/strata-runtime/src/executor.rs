@@ -1,2 +1,0 @@
-//! Executors: the one trait behind which a container's init process is created,
-//! started, signalled and deleted. (Being written.)

@@ -1,0 +1,168 @@
+//! The built-in executor: youki's libcontainer, in the calling process.
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor as Workload, ExecutorError, ExecutorValidationError};
+
+use super::console::ConsoleSocket;
+use super::{chain, create_state_root, dev_null, reap, Executor, Io, Started};
+use crate::RuntimeError;
+
+/// libcontainer (youki) linked in; state under `state_root/<id>` (youki's layout).
+///
+/// Only for a single-threaded caller: `start` clones the container's processes from the
+/// calling process and changes process-wide state while it runs (the working directory,
+/// the dumpable flag).
+#[derive(Debug, Clone)]
+pub struct Builtin {
+    state_root: PathBuf,
+}
+
+impl Builtin {
+    pub fn new(state_root: impl Into<PathBuf>) -> Builtin {
+        Builtin { state_root: state_root.into() }
+    }
+
+    pub fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
+    fn load(&self, id: &str, op: &'static str) -> Result<Container, RuntimeError> {
+        Container::load(self.state_root.join(id)).map_err(|e| lc_err(id, op, e))
+    }
+}
+
+fn lc_err(id: &str, op: &'static str, e: LibcontainerError) -> RuntimeError {
+    RuntimeError::runtime(id, op, chain(&e))
+}
+
+/// The workload step (in the container's init, just before execve): libcontainer's
+/// default executor, after resetting what the caller's signal state would otherwise
+/// leak into the container. Ignored signals and the signal mask survive execve, and a
+/// Rust caller ignores SIGPIPE (std) and typically blocks SIGCHLD (signalfd); runc starts
+/// containers with neither.
+#[derive(Clone)]
+struct CleanExec;
+
+impl Workload for CleanExec {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        reset_signals();
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// Default dispositions for every signal, empty signal mask.
+fn reset_signals() {
+    // SAFETY: plain signal-state syscalls in the (single-threaded) container init;
+    // invalid numbers (SIGKILL, SIGSTOP, libc-reserved) fail harmlessly.
+    unsafe {
+        for sig in 1..=libc::SIGRTMAX() {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+impl Executor for Builtin {
+    fn start(&self, id: &str, bundle: &Path, io: Io) -> Result<Started, RuntimeError> {
+        create_state_root(&self.state_root)?;
+        let bundle = std::fs::canonicalize(bundle).map_err(RuntimeError::io("open bundle", bundle))?;
+        let container_dir = self.state_root.join(id);
+        let existed = container_dir.exists();
+
+        let console = match io {
+            Io::Terminal => Some(ConsoleSocket::bind(&self.state_root)?),
+            Io::Pipes { .. } => None,
+        };
+        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(CleanExec)
+            .with_root_path(&self.state_root)
+            .map_err(|e| lc_err(id, "create", e))?
+            .with_console_socket(console.as_ref().map(|c| c.path().to_path_buf()));
+        if let Io::Pipes { stdin, stdout, stderr } = io {
+            let stdin = match stdin {
+                Some(fd) => fd,
+                None => dev_null()?,
+            };
+            builder = builder.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr);
+        }
+        let built = builder
+            .validate_id()
+            .map_err(|e| RuntimeError::InvalidSpec { id: id.to_string(), reason: chain(&e) })?
+            .as_init(&bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build();
+        let mut container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                // libcontainer removes what it made when the create itself fails; a
+                // failure before that (spec, console socket) leaves the state directory.
+                if !existed && container_dir.exists() {
+                    let _ = std::fs::remove_dir_all(&container_dir);
+                }
+                return Err(lc_err(id, "create", e));
+            }
+        };
+        let pid = container.pid().map(|p| p.as_raw()).ok_or_else(|| RuntimeError::runtime(id, "create", "no init pid"))?;
+
+        let console = match &console {
+            Some(sock) => match sock.receive(id) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let _ = container.delete(true);
+                    reap(pid);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        if let Err(e) = container.start() {
+            let _ = container.delete(true);
+            reap(pid);
+            return Err(lc_err(id, "start", e));
+        }
+        Ok(Started { pid, console })
+    }
+
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+        let sig = Signal::try_from(signal)
+            .map_err(|_| RuntimeError::InvalidSpec { id: id.to_string(), reason: format!("invalid signal {signal}") })?;
+        let mut c = self.load(id, "kill")?;
+        c.kill(sig, all).map_err(|e| lc_err(id, "kill", e))
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        if !self.state_root.join(id).join("state.json").exists() {
+            // Never created, or already deleted; a partial directory is ours to drop.
+            let dir = self.state_root.join(id);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(RuntimeError::io("remove", &dir))?;
+            }
+            return Ok(());
+        }
+        let mut c = self.load(id, "delete")?;
+        c.delete(force).map_err(|e| lc_err(id, "delete", e))
+    }
+
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.load(id, "pause")?.pause().map_err(|e| lc_err(id, "pause", e))
+    }
+
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.load(id, "resume")?.resume().map_err(|e| lc_err(id, "resume", e))
+    }
+}

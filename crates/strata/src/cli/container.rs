@@ -1,0 +1,865 @@
+//! Container commands: create, run, start, stop, kill, wait, restart, rm, ps, logs,
+//! container prune, and the hidden `__supervise`.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
+
+use clap::Args;
+use serde_json::{json, Value};
+use strata_engine::{send_stdin, AttachSpec, Container, CreateOptions, Engine, EngineError};
+use strata_runtime::protocol::{self, Event};
+
+use super::CliError;
+use crate::format::{self, units, ListFormat};
+
+#[derive(Args, Clone, Default)]
+pub struct CreateArgs {
+    /// Print usage
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Automatically remove the container and its associated anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Set meta data on a container
+    #[arg(short, long = "label")]
+    pub labels: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Signal to stop the container
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long)]
+    pub stop_timeout: Option<i64>,
+    /// Size of /dev/shm
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Runtime to use for this container
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short, long = "attach")]
+    pub attach: Vec<String>,
+    /// Proxy received signals to the process
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// docker's RAMInBytes: `512m`, `1g`, `6MB` (binary multiples).
+fn ram_in_bytes(s: &str, flag: &str) -> Result<i64, CliError> {
+    let bad = || CliError::usage(format!("invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'"));
+    let lower = s.to_ascii_lowercase();
+    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024f64.powi(3),
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return Err(bad()),
+    };
+    Ok((n * mult) as i64)
+}
+
+fn parse_env_files(files: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(f).map_err(|e| CliError::usage(format!("open {f}: {}", super::image::os_msg(&e))))?;
+        for line in io::BufReader::new(file).lines() {
+            let line = line.map_err(|e| CliError::usage(e.to_string()))?;
+            let t = line.trim_start();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if t.contains('=') {
+                out.push(t.to_string());
+            } else if let Ok(v) = std::env::var(t) {
+                out.push(format!("{t}={v}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn create_options(a: &CreateArgs, run: bool) -> Result<CreateOptions, CliError> {
+    let mut env = parse_env_files(&a.env_file)?;
+    for e in &a.env {
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            env.push(format!("{e}={v}"));
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let nano_cpus = a
+        .cpus
+        .as_deref()
+        .map(|c| c.parse::<f64>().map(|f| (f * 1e9) as i64).map_err(|_| CliError::usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))))
+        .transpose()?;
+    let attach: Vec<String> = a.attach.iter().map(|s| s.to_ascii_lowercase()).collect();
+    for s in &attach {
+        if !matches!(s.as_str(), "stdin" | "stdout" | "stderr") {
+            return Err(CliError::usage(format!("invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR")));
+        }
+    }
+    let attached = run && !a.detach;
+    let (ai, ao, ae) = if !attach.is_empty() {
+        (attach.iter().any(|s| s == "stdin"), attach.iter().any(|s| s == "stdout"), attach.iter().any(|s| s == "stderr"))
+    } else if attached {
+        (a.interactive, true, true)
+    } else {
+        (false, false, false)
+    };
+    if a.detach && !a.attach.is_empty() {
+        return Err(CliError::usage("Conflicting options: -a and -d"));
+    }
+    Ok(CreateOptions {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        cmd: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        labels,
+        tty: a.tty,
+        open_stdin: a.interactive,
+        attach_stdin: ai,
+        attach_stdout: ao,
+        attach_stderr: ae,
+        init: a.init,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        shm_size: a.shm_size.as_deref().map(|s| ram_in_bytes(s, "--shm-size")).transpose()?,
+        memory: a.memory.as_deref().map(|s| ram_in_bytes(s, "-m, --memory")).transpose()?,
+        nano_cpus,
+        pids_limit: a.pids_limit,
+        runtime: a.runtime.clone(),
+        restart: a.restart.clone(),
+        auto_remove: a.rm,
+        read_only: a.read_only,
+    })
+}
+
+/// Errors of `run`/`create`/`start` print as docker's and exit 125/126/127.
+fn run_error(e: EngineError) -> CliError {
+    use strata_store::Classify;
+    let code = match &e {
+        EngineError::Start { code, .. } => *code as u8,
+        other => other.kind().run_exit_code() as u8,
+    };
+    let mut ce = CliError::from(e);
+    ce.prefix = Some("strata: ".into());
+    ce.code = Some(code);
+    ce
+}
+
+/// Flag values docker rejects exit 125, as its flag errors do.
+fn flag_error(mut e: CliError) -> CliError {
+    e.code = Some(125);
+    e.message = format!("{}\nSee 'strata run --help'.", e.message);
+    e
+}
+
+pub fn create(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
+    let o = create_options(&a, false).map_err(flag_error)?;
+    let c = engine.create_container(&o).map_err(|e| image_missing(&o, e)).map_err(run_error)?;
+    println!("{}", c.id);
+    Ok(0)
+}
+
+fn image_missing(o: &CreateOptions, e: EngineError) -> EngineError {
+    if let EngineError::Image(strata_image::ImageError::NoSuchImage(name)) = &e {
+        let _ = name;
+        let shown = strata_image::Reference::parse(&o.image).map(|r| r.with_default_tag().familiar()).unwrap_or_else(|_| o.image.clone());
+        eprintln!("Unable to find image '{shown}' locally");
+    }
+    e
+}
+
+pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
+    let o = create_options(&a, true).map_err(flag_error)?;
+    let c = engine.create_container(&o).map_err(|e| image_missing(&o, e)).map_err(run_error)?;
+    if a.detach {
+        engine.start_container(&c, None).map_err(run_error)?;
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    let spec = AttachSpec { stdin: o.attach_stdin, stdout: o.attach_stdout, stderr: o.attach_stderr };
+    let stream = engine.start_container(&c, Some(spec)).map_err(run_error)?.expect("attached start returns a stream");
+    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty)?;
+    Ok(code as u8)
+}
+
+/// Copies the attach stream to our stdout/stderr (and our stdin to it) until the exit
+/// event; returns the container's exit code.
+fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, tty: bool, sig_proxy: bool) -> Result<i32, CliError> {
+    let _raw = if tty && spec.stdin { RawTerminal::enter() } else { None };
+    if tty {
+        if let Some((h, w)) = terminal_size() {
+            let _ = engine.resize_container(c, h, w);
+        }
+    }
+    let proxy = if sig_proxy { Some(SignalProxy::start(engine.socket_of(&c.id))) } else { None };
+    if spec.stdin {
+        let mut w = stream.try_clone().map_err(|e| CliError::usage(e.to_string()))?;
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut stdin = io::stdin().lock();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = send_stdin(&mut w, &[]);
+                        return;
+                    }
+                    Ok(n) => {
+                        if send_stdin(&mut w, &buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut r = stream;
+    let mut out = io::stdout().lock();
+    let mut err = io::stderr();
+    let mut code = None;
+    loop {
+        match protocol::read_frame(&mut r) {
+            Ok(Some((protocol::STDOUT, d))) => {
+                let _ = out.write_all(&d);
+                let _ = out.flush();
+            }
+            Ok(Some((protocol::STDERR, d))) => {
+                let _ = err.write_all(&d);
+            }
+            Ok(Some((protocol::CONTROL, d))) => match serde_json::from_slice::<Event>(&d) {
+                Ok(Event::Exit { code: x }) => {
+                    code = Some(x);
+                    if !c.auto_remove() {
+                        break;
+                    }
+                }
+                Ok(Event::Removed) => break,
+                _ => {}
+            },
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    drop(proxy);
+    match code {
+        Some(x) => Ok(x),
+        // The stream ended without an exit event: ask the record.
+        None => Ok(engine.container(&c.id).map(|c| c.exit_code).unwrap_or(125)),
+    }
+}
+
+/// Forwards SIGINT, SIGTERM and friends to the container while attached (docker's
+/// --sig-proxy). The signals are blocked in every thread and taken by sigwait.
+struct SignalProxy;
+
+impl SignalProxy {
+    fn start(socket: String) -> SignalProxy {
+        // SAFETY: signal mask manipulation on a local set; the thread only calls sigwait
+        // and socket functions.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let set_copy = set;
+            std::thread::spawn(move || loop {
+                let mut sig = 0;
+                if libc::sigwait(&set_copy, &mut sig) != 0 {
+                    return;
+                }
+                if let Ok(mut s) = strata_runtime::supervisor::connect(&socket) {
+                    let _ = protocol::write_json(&mut s, &protocol::Request::Kill { signal: sig });
+                }
+            });
+        }
+        SignalProxy
+    }
+}
+
+struct RawTerminal(libc::termios);
+
+impl RawTerminal {
+    fn enter() -> Option<RawTerminal> {
+        // SAFETY: termios calls on fd 0 with a zero-initialised struct filled by tcgetattr.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return None;
+            }
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            Some(RawTerminal(saved))
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        // SAFETY: restoring the attributes read in `enter`.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
+    }
+}
+
+fn terminal_size() -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+    }
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn start(engine: &Engine, a: StartArgs) -> Result<u8, CliError> {
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            return Err(CliError::usage("you cannot start and attach multiple containers at once"));
+        }
+        let c = engine.container(&a.containers[0])?;
+        let spec = AttachSpec { stdin: a.interactive && c.config.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false), stdout: true, stderr: true };
+        let stream = match engine.start_container(&c, Some(spec)) {
+            Ok(s) => s.expect("attached start returns a stream"),
+            Err(EngineError::NotModified(_)) => engine.attach_container(&c, spec)?,
+            Err(e) => return Err(run_error(e)),
+        };
+        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty())?;
+        return Ok(code as u8);
+    }
+    let mut failed = false;
+    for name in &a.containers {
+        let res = engine.container(name).and_then(|c| match engine.start_container(&c, None) {
+            Ok(_) | Err(EngineError::NotModified(_)) => Ok(()),
+            Err(e) => Err(e),
+        });
+        match res {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                failed = true;
+                CliError::from(e).print();
+            }
+        }
+    }
+    if failed {
+        eprintln!("Error: failed to start containers: {}", a.containers.join(", "));
+        // docker's last line is the summary; exit 1.
+    }
+    Ok(failed as u8)
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(short, long, allow_hyphen_values = true)]
+    pub time: Option<i64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+fn each(names: &[String], mut f: impl FnMut(&str) -> Result<(), EngineError>) -> u8 {
+    let mut code = 0;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                CliError::from(e).print();
+                code = 1;
+            }
+        }
+    }
+    code
+}
+
+fn parse_signal(s: &str) -> Result<i32, CliError> {
+    strata_engine::containers::signal_number(s).ok_or_else(|| CliError { message: format!("Invalid signal: {s}"), ..CliError::usage("") }.engine())
+}
+
+pub fn stop(engine: &Engine, a: StopArgs) -> Result<u8, CliError> {
+    let sig = a.signal.as_deref().map(parse_signal).transpose()?;
+    Ok(each(&a.containers, |n| {
+        let c = engine.container(n)?;
+        match engine.stop_container(&c, a.time, sig) {
+            Ok(()) | Err(EngineError::NotModified(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }))
+}
+
+pub fn restart(engine: &Engine, a: StopArgs) -> Result<u8, CliError> {
+    let sig = a.signal.as_deref().map(parse_signal).transpose()?;
+    Ok(each(&a.containers, |n| {
+        let c = engine.container(n)?;
+        match engine.stop_container(&c, a.time, sig) {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let c = engine.container(n)?;
+        engine.start_container(&c, None).map(|_| ())
+    }))
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn kill(engine: &Engine, a: KillArgs) -> Result<u8, CliError> {
+    let sig = parse_signal(&a.signal)?;
+    Ok(each(&a.containers, |n| {
+        let c = engine.container(n)?;
+        engine.kill_container(&c, sig, false)
+    }))
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn wait(engine: &Engine, a: WaitArgs) -> Result<u8, CliError> {
+    let mut code = 0;
+    for n in &a.containers {
+        match engine.container(n).and_then(|c| engine.wait_container(&c)) {
+            Ok(x) => println!("{x}"),
+            Err(e) => {
+                CliError::from(e).print();
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn rm(engine: &Engine, a: RmArgs) -> Result<u8, CliError> {
+    Ok(each(&a.containers, |n| engine.remove_container(n, a.force)))
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", default_value_t = -1, allow_hyphen_values = true)]
+    pub last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    pub size: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    pub filters: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+impl CliError {
+    pub(crate) fn engine(mut self) -> CliError {
+        self.from_engine = true;
+        self
+    }
+}
+
+pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
+    let mut all = engine.containers()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut filters: Vec<(String, String)> = Vec::new();
+    for f in &a.filters {
+        let (k, v) = f.split_once('=').ok_or_else(|| CliError::usage("bad format of filter (expected name=value)"))?;
+        if !matches!(k, "status" | "name" | "id" | "label" | "ancestor" | "exited" | "before" | "since") {
+            return Err(CliError { message: format!("invalid filter '{k}'"), ..CliError::usage("") }.engine());
+        }
+        if k == "status" && !matches!(v, "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
+            return Err(CliError { message: format!("invalid filter 'status={v}'"), ..CliError::usage("") }.engine());
+        }
+        filters.push((k.into(), v.into()));
+    }
+    let show_all = a.all || a.last > 0 || a.latest || filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let limit = if a.latest { 1 } else { a.last };
+    if limit > 0 {
+        all.truncate(limit as usize);
+    }
+    let ancestors: Vec<(String, Vec<String>)> = filters
+        .iter()
+        .filter(|(k, _)| k == "ancestor")
+        .map(|(_, v)| {
+            let ids: Vec<String> = engine.images().resolve(v).map(|i| vec![i.id.to_string()]).unwrap_or_default();
+            (v.clone(), ids)
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for c in &all {
+        let state = display_state(c);
+        if !show_all && !c.running() {
+            continue;
+        }
+        let ok = filters.iter().all(|(k, v)| match k.as_str() {
+            "status" => state == *v,
+            "name" => c.name.contains(v.trim_start_matches('/')),
+            "id" => c.id.starts_with(v.as_str()),
+            "label" => {
+                let labels = c.config.get("Labels").and_then(Value::as_object);
+                match v.split_once('=') {
+                    Some((lk, lv)) => labels.and_then(|l| l.get(lk)).and_then(Value::as_str) == Some(lv),
+                    None => labels.is_some_and(|l| l.contains_key(v.as_str())),
+                }
+            }
+            "exited" => state == "exited" && v.parse::<i32>().ok() == Some(c.exit_code),
+            "ancestor" => ancestors.iter().any(|(name, ids)| ids.contains(&c.image_id) || c.image_name() == name),
+            "before" => engine.container(v).map(|o| c.created < o.created).unwrap_or(false),
+            "since" => engine.container(v).map(|o| c.created > o.created).unwrap_or(false),
+            _ => true,
+        });
+        if !ok {
+            continue;
+        }
+        let created = super::image::parse_rfc3339(&c.created).unwrap_or(0);
+        // The daemon quotes arguments with spaces; the CLI truncates and Go-quotes.
+        let mut command = std::iter::once(c.path.clone())
+            .chain(c.args.iter().map(|x| if x.contains(' ') { format!("'{x}'") } else { x.clone() }))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !a.no_trunc {
+            command = format::ellipsis(&command, 20);
+        }
+        let image = c.image_name().to_string();
+        let labels: Vec<String> = c.config.get("Labels").and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect()).unwrap_or_default();
+        let size = if a.size {
+            let rw = engine.container_size_rw(c);
+            let img = c.image_id.parse().ok().and_then(|d| engine.images().get(&d).ok()).map(|i| i.size).unwrap_or(0);
+            format!("{} (virtual {})", units::human_size(rw as f64), units::human_size((rw + img) as f64))
+        } else {
+            String::new()
+        };
+        rows.push(json!({
+            "Command": format::gofmt::go_quote(&command),
+            "CreatedAt": units::go_time(created, 0),
+            "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
+            "Image": image,
+            "Labels": labels.join(","),
+            "LocalVolumes": "0",
+            "Mounts": "",
+            "Names": c.name,
+            "Networks": "bridge",
+            "Ports": "",
+            "RunningFor": units::ago(created, now),
+            "Size": size,
+            "State": state,
+            "Status": status_text(c, now),
+        }));
+    }
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return Ok(0);
+    }
+    let default = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    let spec = ListFormat {
+        default_table: default,
+        headers: &[
+            ("Command", "COMMAND"),
+            ("CreatedAt", "CREATED AT"),
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Labels", "LABELS"),
+            ("LocalVolumes", "LOCAL VOLUMES"),
+            ("Mounts", "MOUNTS"),
+            ("Names", "NAMES"),
+            ("Networks", "NETWORKS"),
+            ("Ports", "PORTS"),
+            ("RunningFor", "CREATED"),
+            ("Size", "SIZE"),
+            ("State", "STATE"),
+            ("Status", "STATUS"),
+        ],
+    };
+    print!("{}", format::render_list(a.format.as_deref(), &spec, &rows).map_err(|e| CliError::usage(e.to_string()))?);
+    Ok(0)
+}
+
+fn display_state(c: &Container) -> String {
+    if c.status == "exited" && c.finished_at == strata_engine::containers::ZERO_TIME {
+        "created".into()
+    } else {
+        c.status.clone()
+    }
+}
+
+/// docker's STATUS column: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
+pub fn status_text(c: &Container, now: i64) -> String {
+    let since = |t: &str| super::image::parse_rfc3339(t).map(|s| units::human_duration(std::time::Duration::from_secs((now - s).max(0) as u64))).unwrap_or_default();
+    match display_state(c).as_str() {
+        "running" => format!("Up {}", since(&c.started_at)),
+        "paused" => format!("Up {} (Paused)", since(&c.started_at)),
+        "restarting" => format!("Restarting ({}) {} ago", c.exit_code, since(&c.finished_at)),
+        "exited" => format!("Exited ({}) {} ago", c.exit_code, since(&c.finished_at)),
+        "created" => "Created".into(),
+        "dead" => "Dead".into(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    pub container: String,
+}
+
+fn since_cutoff(s: &str) -> Result<i64, CliError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    if let Some(t) = super::image::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| CliError::usage(format!("invalid value for \"since\": failed to parse value as time or duration: \"{s}\"")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(CliError::usage(format!("invalid value for \"since\": failed to parse value as time or duration: \"{s}\""))),
+    };
+    Ok(now - secs)
+}
+
+pub fn logs(engine: &Engine, a: LogsArgs) -> Result<u8, CliError> {
+    let c = engine.container(&a.container)?;
+    let path = engine.data_root().join("containers").join(&c.id).join(format!("{}-json.log", c.id));
+    let since = a.since.as_deref().map(since_cutoff).transpose()?;
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" => None,
+        n => Some(n.parse::<i64>().map(|v| if v < 0 { usize::MAX } else { v as usize }).map_err(|_| CliError::usage(format!("invalid value for \"tail\": {n}")))?),
+    };
+    let mut f = std::fs::File::open(&path).map_err(|e| CliError::usage(format!("open {}: {}", path.display(), super::image::os_msg(&e))))?;
+    let mut data = String::new();
+    f.read_to_string(&mut data).map_err(|e| CliError::usage(e.to_string()))?;
+    let lines: Vec<&str> = data.lines().collect();
+    let start = match tail {
+        Some(n) if n < lines.len() => lines.len() - n,
+        _ => 0,
+    };
+    let mut out = io::stdout().lock();
+    let mut err = io::stderr().lock();
+    let mut emit = |line: &str| {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { return };
+        let time = v["time"].as_str().unwrap_or("");
+        if let Some(s) = since {
+            if super::image::parse_rfc3339(time).is_some_and(|t| t < s) {
+                return;
+            }
+        }
+        let text = v["log"].as_str().unwrap_or("");
+        let w: &mut dyn Write = if v["stream"] == "stderr" { &mut err } else { &mut out };
+        if a.timestamps {
+            let _ = write!(w, "{} ", docker_log_time(time));
+        }
+        let _ = w.write_all(text.as_bytes());
+    };
+    for l in &lines[start..] {
+        emit(l);
+    }
+    drop(emit);
+    if a.follow {
+        let mut pos = data.len() as u64;
+        let mut pending = String::new();
+        loop {
+            let running = engine.container(&c.id).map(|c| c.running()).unwrap_or(false);
+            let mut f = std::fs::File::open(&path).map_err(|e| CliError::usage(e.to_string()))?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(pos)).ok();
+            let mut more = String::new();
+            let n = f.read_to_string(&mut more).unwrap_or(0);
+            pos += n as u64;
+            pending.push_str(&more);
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                let Ok(v) = serde_json::from_str::<Value>(line.trim_end()) else { continue };
+                let text = v["log"].as_str().unwrap_or("");
+                let w: &mut dyn Write = if v["stream"] == "stderr" { &mut err } else { &mut out };
+                if a.timestamps {
+                    let _ = write!(w, "{} ", docker_log_time(v["time"].as_str().unwrap_or("")));
+                }
+                let _ = w.write_all(text.as_bytes());
+                let _ = w.flush();
+            }
+            if !running && n == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    Ok(0)
+}
+
+/// docker prints log times with a fixed 9-digit fraction.
+fn docker_log_time(t: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(d) => d.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+#[derive(Args)]
+pub struct ContainerPruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn prune(engine: &Engine, a: ContainerPruneArgs) -> Result<u8, CliError> {
+    if !a.force && super::image::stdin_is_tty() {
+        print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        io::stdout().flush().ok();
+        let mut line = String::new();
+        io::stdin().read_line(&mut line).ok();
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let ids = engine.prune_containers()?;
+    if !ids.is_empty() {
+        println!("Deleted Containers:");
+        for id in &ids {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: 0B");
+    Ok(0)
+}
+
+/// `strata __supervise ID [--attach 110]`: the supervisor process (see strata-runtime).
+pub fn supervise(engine: &Engine, id: &str, attach: Option<&str>) -> u8 {
+    let attach = attach.map(|s| {
+        let b = s.as_bytes();
+        AttachSpec { stdin: b.first() == Some(&b'1'), stdout: b.get(1) == Some(&b'1'), stderr: b.get(2) == Some(&b'1') }
+    });
+    strata_engine::containers::host::supervise(engine, id, attach) as u8
+}

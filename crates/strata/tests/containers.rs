@@ -1,0 +1,231 @@
+//! Containers end to end: real processes in real namespaces on real overlay mounts.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn with_busybox() -> Strata {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_rm_echo_and_exit_codes() {
+    let s = with_busybox();
+    let out = s.run(&["run", "--rm", "busybox", "echo", "hello"]);
+    assert_eq!(stdout(&out), "hello\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(s.ok(&["ps", "-aq"]), "", "--rm left the container");
+    assert_eq!(s.run(&["run", "--rm", "busybox", "sh", "-c", "echo err >&2; exit 3"]).status.code(), Some(3));
+    let out = s.run(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+
+    let out = s.run(&["run", "--rm", "busybox", "nonexistent-cmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("exec: \"nonexistent-cmd\": executable file not found in $PATH"), "{}", stderr(&out));
+    let out = s.run(&["run", "--rm", "busybox", "/tmp"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+    let out = s.run(&["run", "--rm", "nonexistent-image"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).starts_with("Unable to find image 'nonexistent-image:latest' locally\n"), "{}", stderr(&out));
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+    // A child killed by a signal: the shell reports 128+9.
+    assert_eq!(s.run(&["run", "--rm", "busybox", "sh", "-c", "sleep 10 & kill -9 $!; wait $!"]).status.code(), Some(137));
+}
+
+#[test]
+fn environment_hostname_user_workdir() {
+    let s = with_busybox();
+    let env = s.ok(&["run", "--rm", "-h", "myhost", "-e", "A=1", "busybox", "env"]);
+    let mut lines: Vec<&str> = env.lines().collect();
+    lines.sort();
+    assert!(lines.contains(&"HOSTNAME=myhost"), "{env}");
+    assert!(lines.contains(&"HOME=/root"), "{env}");
+    assert!(lines.contains(&"A=1"), "{env}");
+    assert!(lines.iter().any(|l| l.starts_with("PATH=/usr/local/sbin:")), "{env}");
+    assert!(!lines.iter().any(|l| l.starts_with("TERM=")), "{env}");
+    assert_eq!(s.ok(&["run", "--rm", "-h", "myhost", "busybox", "hostname"]), "myhost\n");
+    assert_eq!(s.ok(&["run", "--rm", "-u", "nobody", "busybox", "id", "-u"]), "65534\n");
+    assert_eq!(s.ok(&["run", "--rm", "-w", "/etc", "busybox", "pwd"]), "/etc\n");
+    assert_eq!(s.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]), "1\n");
+    let out = s.run(&["run", "--rm", "-u", "nosuchuser", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("unable to find user nosuchuser"), "{}", stderr(&out));
+    // -t: a terminal, with TERM.
+    let out = s.ok(&["run", "--rm", "-t", "busybox", "sh", "-c", "[ -t 1 ] && echo tty; echo $TERM"]);
+    assert_eq!(out.replace('\r', ""), "tty\nxterm\n");
+    // stdin with -i.
+    let out = s.run_stdin(&["run", "--rm", "-i", "busybox", "cat"], b"piped\n");
+    assert_eq!(stdout(&out), "piped\n");
+}
+
+#[test]
+fn detached_lifecycle_ps_logs_stop_start_rm() {
+    let s = with_busybox();
+    let id = s.ok(&["run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    wait_until("log line", || s.ok(&["logs", "web"]).contains("started"));
+    let ps = s.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE     COMMAND                  CREATED"), "{ps}");
+    assert!(lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].trim_end().ends_with("web"), "{ps}");
+    assert!(lines[1].contains("\"sh -c 'echo started…\""), "{ps}");
+    let v: Value = serde_json::from_str(&s.ok(&["inspect", "web"])).unwrap();
+    let keys: Vec<&str> = v[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(&keys[..8], ["Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath"]);
+    assert_eq!(v[0]["State"]["Status"], "running");
+    assert!(v[0]["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(v[0]["Name"], "/web");
+    assert_eq!(v[0]["Path"], "sh");
+    let log_path = v[0]["LogPath"].as_str().unwrap().to_string();
+    assert!(std::fs::read_to_string(&log_path).unwrap().contains(r#""log":"started\n","stream":"stdout""#));
+
+    // Name taken.
+    let out = s.run(&["run", "-d", "--name", "web", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains(&format!("Conflict. The container name \"/web\" is already in use by container \"{id}\"")), "{}", stderr(&out));
+    // rm of a running container is refused.
+    let out = s.run(&["rm", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("container is running: stop the container before removing or force remove"), "{}", stderr(&out));
+
+    assert_eq!(s.ok(&["stop", "web"]), "web\n");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]), "exited 0\n");
+    assert!(s.ok(&["logs", "web"]).ends_with("started\nbye\n"));
+    assert_eq!(s.ok(&["ps", "-q"]), "");
+    let psa = s.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(psa.starts_with("web Exited (0) "), "{psa}");
+    assert_eq!(s.ok(&["wait", "web"]), "0\n");
+
+    // start runs it again on the same writable layer.
+    s.ok(&["start", "web"]);
+    wait_until("second start", || s.ok(&["logs", "web"]).matches("started").count() == 2);
+    assert_eq!(s.ok(&["kill", "web"]), "web\n");
+    assert_eq!(s.ok(&["wait", "web"]), "137\n");
+    let out = s.run(&["kill", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+    assert_eq!(s.ok(&["rm", "web"]), "web\n");
+    let out = s.run(&["inspect", "web"]);
+    assert_eq!(stderr(&out).trim(), "Error: No such object: web");
+    assert!(s.entries("containers").is_empty(), "{:?}", s.entries("containers"));
+}
+
+#[test]
+fn writable_layer_survives_stop_and_start() {
+    let s = with_busybox();
+    let out = s.ok(&["run", "--name", "keep", "busybox", "sh", "-c", "cat /f 2>/dev/null; echo x >> /f"]);
+    assert_eq!(out, "");
+    assert_eq!(s.ok(&["start", "-a", "keep"]), "x\n");
+    assert_eq!(s.ok(&["start", "-a", "keep"]), "x\nx\n");
+    s.ok(&["rm", "keep"]);
+}
+
+#[test]
+fn stop_timeout_then_kill_and_rm_force() {
+    let s = with_busybox();
+    // PID 1 ignores SIGTERM without a handler: stop must fall back to SIGKILL.
+    s.ok(&["run", "-d", "--name", "stubborn", "busybox", "sleep", "1000"]);
+    let t = Instant::now();
+    s.ok(&["stop", "-t", "1", "stubborn"]);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]), "137\n");
+    s.ok(&["start", "stubborn"]);
+    assert_eq!(s.ok(&["rm", "-f", "stubborn"]), "stubborn\n");
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn restart_policy_on_failure_counts() {
+    let s = with_busybox();
+    s.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"]);
+    wait_until("two restarts", || s.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]) == "2 exited\n");
+    let out = s.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let out = s.run(&["run", "-d", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("invalid restart policy format"), "{}", stderr(&out));
+    s.ok(&["rm", "-f", "flaky"]);
+}
+
+#[test]
+fn killed_supervisor_leaves_a_controllable_container() {
+    let s = with_busybox();
+    let id = s.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    // Find the supervisor: the process whose argv is `strata ... __supervise <id>`.
+    let sup = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&format!("__supervise\0{id}"))).unwrap_or(false))
+        .expect("supervisor process");
+    // SAFETY: killing a test-owned process.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}}", &id]), "running\n");
+    s.ok(&["kill", &id]);
+    wait_until("exit recorded", || s.ok(&["inspect", "-f", "{{.State.Status}}", &id]) == "exited\n");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]), "255\n");
+    s.ok(&["rm", &id]);
+}
+
+#[test]
+fn ten_parallel_runs_lose_nothing() {
+    let s = with_busybox();
+    let children: Vec<_> = (0..10)
+        .map(|i| s.cmd(&["run", "-d", "--name", &format!("p{i}"), "busybox", "sleep", "30"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let names = s.ok(&["ps", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"]);
+    let ids = s.ok(&["ps", "-q"]);
+    let ids: Vec<&str> = ids.lines().collect();
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids);
+    s.ok(&args);
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn bad_flags_and_values() {
+    let s = with_busybox();
+    for (args, code, needle) in [
+        (vec!["run", "--bogus", "busybox"], 125, "--bogus"),
+        (vec!["run", "-m", "12x", "busybox", "true"], 125, "invalid argument \"12x\" for \"-m, --memory\" flag"),
+        (vec!["run", "-m", "1k", "busybox", "true"], 125, "Minimum memory limit allowed is 6MB"),
+        (vec!["run", "--cpus", "99", "busybox", "true"], 125, "range of CPUs is from 0.01"),
+        (vec!["run", "--name=-x", "busybox", "true"], 125, "Invalid container name (-x)"),
+        (vec!["run", "--runtime", "nosuchruntime", "busybox", "true"], 125, "unknown or invalid runtime name: nosuchruntime"),
+        (vec!["run", "--stop-signal", "SIGFOO", "busybox", "true"], 125, "Invalid signal: SIGFOO"),
+    ] {
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    // An image without a command.
+    s.ok(&["import", busybox_tar().to_str().unwrap(), "nocmd"]);
+    let out = s.run(&["run", "nocmd"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("No command specified"), "{}", stderr(&out));
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}
