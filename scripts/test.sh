@@ -5,9 +5,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 need=""
-for p in busybox-static gcc pkg-config; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+for p in busybox-static gcc pkg-config tini runc; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 if [ -n "$need" ]; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
 fi
-exec cargo test --locked --workspace "$@"
+exec cargo test --locked --workspace --no-fail-fast "$@"

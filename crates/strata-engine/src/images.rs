@@ -39,7 +39,7 @@ struct User {
 impl Engine {
     fn containers_using(&self, image: &Digest) -> Result<Vec<User>> {
         Ok(self.root.db().read(|c| {
-            let mut st = c.prepare("SELECT id, running FROM containers WHERE image_id=?1 ORDER BY created")?;
+            let mut st = c.prepare("SELECT id, status IN ('running','paused','restarting') FROM containers WHERE image_id=?1 ORDER BY created")?;
             let r = st.query_map([image.to_string()], |r| Ok(User { id: r.get(0)?, running: r.get(1)? }))?.collect();
             r
         })?)

@@ -69,6 +69,9 @@ fn environment_hostname_user_workdir() {
     // -t: a terminal, with TERM.
     let out = s.ok(&["run", "--rm", "-t", "busybox", "sh", "-c", "[ -t 1 ] && echo tty; echo $TERM"]);
     assert_eq!(out.replace('\r', ""), "tty\nxterm\n");
+    // --init: docker-init (tini) is PID 1 and the command its child.
+    let ps = s.ok(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"]);
+    assert!(ps.lines().nth(1).unwrap().contains("/sbin/docker-init -- ps"), "{ps}");
     // stdin with -i.
     let out = s.run_stdin(&["run", "--rm", "-i", "busybox", "cat"], b"piped\n");
     assert_eq!(stdout(&out), "piped\n");

@@ -258,8 +258,16 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
             shm_size: int("ShmSize").unwrap_or(64 * 1024 * 1024),
         },
         cgroup_path: format!("/strata/{}", c.id),
-        init: if init { std::env::current_exe().ok() } else { None },
+        init: if init { Some(init_binary().ok_or((125, "--init needs tini-static (apt-get install tini)".to_string()))?) } else { None },
     })
+}
+
+/// The static init docker calls docker-init (tini), from the host.
+fn init_binary() -> Option<PathBuf> {
+    ["/usr/libexec/docker/docker-init", "/usr/bin/tini-static", "/usr/local/bin/tini-static"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 impl Engine {

@@ -419,9 +419,6 @@ impl Engine {
             env.retain(|x| x.split('=').next() != Some(key));
             env.push(e.clone());
         }
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        }
         let mut labels: BTreeMap<String, String> = img_cfg
             .get("Labels")
             .and_then(Value::as_object)
@@ -442,7 +439,9 @@ impl Engine {
         config.insert("Tty".into(), json!(o.tty));
         config.insert("OpenStdin".into(), json!(o.open_stdin));
         config.insert("StdinOnce".into(), json!(o.open_stdin && o.attach_stdin));
-        config.insert("Env".into(), json!(env));
+        // docker keeps Env null when neither the image nor the user set any; PATH and the
+        // other defaults are added when the process starts.
+        config.insert("Env".into(), if env.is_empty() { Value::Null } else { json!(env) });
         config.insert("Cmd".into(), json!(cmd));
         config.insert("Image".into(), json!(image_name));
         config.insert("Volumes".into(), img_cfg.get("Volumes").cloned().unwrap_or(Value::Null));

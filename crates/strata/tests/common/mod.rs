@@ -67,6 +67,16 @@ impl Strata {
 
 impl Drop for Strata {
     fn drop(&mut self) {
+        // Containers a failed test left running must not outlive it.
+        if let Ok(out) = self.cmd(&["ps", "-aq", "--no-trunc"]).stdin(Stdio::null()).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm".to_string(), "-f".to_string()];
+                args.extend(ids);
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let _ = self.cmd(&refs).stdin(Stdio::null()).output();
+            }
+        }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(self.root.to_str().unwrap())).collect();
         let _ = std::fs::remove_dir_all(&self.root);
