@@ -55,6 +55,7 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>, Stri
                 .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
         };
     }
+    // As docker: the primary group is always among the supplementary ones.
     let mut extra: Vec<u32> = gentries
         .iter()
         .filter(|f| !uname.is_empty() && f[3].split(',').any(|m| m == uname))
@@ -63,6 +64,7 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>, Stri
         .collect();
     extra.sort_unstable();
     extra.dedup();
+    extra.insert(0, gid);
     Ok((uid, gid, extra, home))
 }
 
@@ -119,10 +121,10 @@ mod tests {
         // A symlink to a host executable resolves inside the root, where it is missing.
         std::os::unix::fs::symlink("/usr/bin/env", r.join("bin/evil")).unwrap();
 
-        assert_eq!(resolve_user(r, "").unwrap(), (0, 0, vec![], "/root".into()));
-        assert_eq!(resolve_user(r, "app").unwrap(), (1000, 1001, vec![2000], "/home/app".into()));
+        assert_eq!(resolve_user(r, "").unwrap(), (0, 0, vec![0], "/root".into()));
+        assert_eq!(resolve_user(r, "app").unwrap(), (1000, 1001, vec![1001, 2000], "/home/app".into()));
         assert_eq!(resolve_user(r, "app:root").unwrap().1, 0);
-        assert_eq!(resolve_user(r, "4242:4343").unwrap(), (4242, 4343, vec![], "/".into()));
+        assert_eq!(resolve_user(r, "4242:4343").unwrap(), (4242, 4343, vec![4343], "/".into()));
         assert!(resolve_user(r, "nobody").unwrap_err().contains("unable to find user nobody"));
 
         assert_eq!(lookup_command(r, "tool", "/usr/bin:/bin", "/").unwrap(), "/bin/tool");

@@ -99,3 +99,61 @@ fn error_texts_match_docker() {
         assert_eq!(stderr(&o), stderr(&d), "stderr of {args:?}");
     }
 }
+
+#[test]
+fn containers_match_docker() {
+    if !reference_docker() {
+        eprintln!("skipped: the reference docker is not running");
+        return;
+    }
+    let s = Strata::new();
+    let tag = format!("strata-diff-c:{}", std::process::id());
+    let _guard = DockerTag(tag.clone());
+    docker_ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    s.ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    // Exit codes, including docker's 126 and 127.
+    for cmd in [vec!["true"], vec!["sh", "-c", "exit 3"], vec!["nonexistent-cmd"], vec!["/tmp"], vec!["/etc/passwd"]] {
+        let mut args = vec!["run", "--rm", tag.as_str()];
+        args.extend(cmd.iter().copied());
+        let d = docker(&args);
+        let o = s.run(&args);
+        assert_eq!(o.status.code(), d.status.code(), "exit code of {cmd:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), stdout(&d), "stdout of {cmd:?}");
+    }
+    // What the process sees.
+    let probe = "id; hostname | wc -c; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /dev | sort | tr '\\n' ' '; echo; grep -c . /proc/self/mounts >/dev/null; env | sort | grep -v HOSTNAME";
+    let d = docker_ok(&["run", "--rm", &tag, "sh", "-c", probe]);
+    let o = s.ok(&["run", "--rm", &tag, "sh", "-c", probe]);
+    assert_eq!(o, d);
+    // Inspect: the same keys in the same order, State and Config in docker's shape.
+    let name = format!("strata-diff-{}", std::process::id());
+    docker_ok(&["create", "--name", &name, &tag, "sleep", "1"]);
+    s.ok(&["create", "--name", &name, &tag, "sleep", "1"]);
+    let d: Value = serde_json::from_str(&docker_ok(&["inspect", &name])).unwrap();
+    let o: Value = serde_json::from_str(&s.ok(&["inspect", &name])).unwrap();
+    let _ = docker(&["rm", "-f", &name]);
+    s.ok(&["rm", &name]);
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&o[0]), keys(&d[0]));
+    assert_eq!(keys(&o[0]["State"]), keys(&d[0]["State"]));
+    assert_eq!(keys(&o[0]["Config"]), keys(&d[0]["Config"]));
+    for k in ["Status", "Running", "Pid", "ExitCode", "Error"] {
+        assert_eq!(o[0]["State"][k], d[0]["State"][k], "State.{k}");
+    }
+    for k in ["User", "Env", "Cmd", "Image", "Entrypoint", "Labels", "Tty", "OpenStdin"] {
+        assert_eq!(o[0]["Config"][k], d[0]["Config"][k], "Config.{k}");
+    }
+    assert_eq!(o[0]["Path"], d[0]["Path"]);
+    assert_eq!(o[0]["Args"], d[0]["Args"]);
+    // ps: the same header and columns.
+    let fmt = "{{.Image}}|{{.Command}}|{{.Status}}|{{.Names}}";
+    docker_ok(&["create", "--name", &name, &tag, "sh", "-c", "echo a long command line"]);
+    s.ok(&["create", "--name", &name, &tag, "sh", "-c", "echo a long command line"]);
+    let dp = docker_ok(&["ps", "-a", "--filter", &format!("name={name}"), "--format", fmt]);
+    let op = s.ok(&["ps", "-a", "--filter", &format!("name={name}"), "--format", fmt]);
+    let _ = docker(&["rm", "-f", &name]);
+    assert_eq!(op, dp);
+    let dh = docker_ok(&["ps", "--filter", "name=nothing-matches"]);
+    let oh = s.ok(&["ps", "--filter", "name=nothing-matches"]);
+    assert_eq!(oh, dh);
+}
