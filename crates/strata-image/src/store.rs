@@ -338,7 +338,8 @@ impl ImageStore {
             return Err(ImageError::Config { digest: id.to_string(), msg: format!("config lists {} layers, image has {n}", diff_ids.len()) });
         }
         let now = strata_store::now_rfc3339();
-        let previous = self.root.db().write(|tx| -> Result<Vec<Option<Digest>>> {
+        // Durable: once a load or import reports an image, it exists.
+        let previous = self.root.db().write_durable(|tx| -> Result<Vec<Option<Digest>>> {
             tx.execute(
                 "INSERT INTO images(id, top_layer, parent, size, stored) VALUES(?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO NOTHING",

@@ -24,8 +24,12 @@ impl Db {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a state transition reported to the user survives a power cut.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // NORMAL in WAL mode: every transaction is atomic and the database consistent
+        // after any crash; only the last commits before a power cut may roll back.
+        // Content is fsynced before a row refers to it, so a lost commit orphans data
+        // (swept, reported by `system check`) and never leaves a dangling reference.
+        // Transitions a user must not lose use `write_durable`.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_versions(component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
@@ -78,6 +82,21 @@ impl Db {
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.lock();
         Ok(f(&conn)?)
+    }
+
+    /// `write`, flushed to disk before it returns (with it, everything committed before).
+    pub fn write_durable<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        {
+            let conn = self.lock();
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        let out = self.write(f);
+        let conn = self.lock();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        out
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits if it returns `Ok`.

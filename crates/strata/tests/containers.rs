@@ -72,6 +72,13 @@ fn environment_hostname_user_workdir() {
     // --init: docker-init (tini) is PID 1 and the command its child.
     let ps = s.ok(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"]);
     assert!(ps.lines().nth(1).unwrap().contains("/sbin/docker-init -- ps"), "{ps}");
+    // no-new-privileges reaches the process.
+    let nnp = s.ok(&["run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert_eq!(nnp.split_whitespace().last(), Some("1"), "{nnp}");
+    // The same container through an external OCI runtime.
+    if std::path::Path::new("/usr/sbin/runc").exists() {
+        assert_eq!(s.ok(&["run", "--rm", "--runtime", "runc", "-h", "viarunc", "busybox", "hostname"]), "viarunc\n");
+    }
     // stdin with -i.
     let out = s.run_stdin(&["run", "--rm", "-i", "busybox", "cat"], b"piped\n");
     assert_eq!(stdout(&out), "piped\n");
@@ -185,6 +192,19 @@ fn killed_supervisor_leaves_a_controllable_container() {
     wait_until("exit recorded", || s.ok(&["inspect", "-f", "{{.State.Status}}", &id]) == "exited\n");
     assert_eq!(s.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]), "255\n");
     s.ok(&["rm", &id]);
+}
+
+#[test]
+fn killed_cli_leaves_the_container_running() {
+    let s = with_busybox();
+    let mut child = s.cmd(&["run", "--name", "fg", "busybox", "sleep", "1000"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_until("container running", || s.ok(&["ps", "--format", "{{.Names}}"]).contains("fg"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}}", "fg"]), "running\n");
+    s.ok(&["stop", "-t", "0", "fg"]);
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "fg"]), "exited 137\n");
+    s.ok(&["rm", "fg"]);
 }
 
 #[test]

@@ -189,7 +189,7 @@ impl Host for EngineHost<'_> {
                 _ => false,
             };
         let status = if restart { "restarting" } else { "exited" };
-        let _ = self.engine.root.db().write(|tx| {
+        let _ = self.engine.root.db().write_durable(|tx| {
             tx.execute(
                 "UPDATE containers SET status=?2, exit_code=?3, finished_at=?4, pid=0, manual_stop=?5,
                  restart_count=restart_count + ?6 WHERE id=?1",
@@ -244,7 +244,16 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     Ok(ContainerSpec {
         id: c.id.clone(),
         hostname,
-        process: ProcessSpec { args, env: full, cwd, uid, gid, additional_gids: gids, terminal: tty, no_new_privileges: false },
+        process: ProcessSpec {
+            args,
+            env: full,
+            cwd,
+            uid,
+            gid,
+            additional_gids: gids,
+            terminal: tty,
+            no_new_privileges: hc.get("SecurityOpt").and_then(Value::as_array).is_some_and(|o| o.iter().any(|x| x == "no-new-privileges")),
+        },
         readonly_rootfs: hc.get("ReadonlyRootfs").and_then(Value::as_bool).unwrap_or(false),
         binds: vec![
             BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
@@ -257,7 +266,10 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
             pids_limit: int("PidsLimit"),
             shm_size: int("ShmSize").unwrap_or(64 * 1024 * 1024),
         },
-        cgroup_path: format!("/strata/{}", c.id),
+        cgroup_path: {
+            let parent = hc.get("CgroupParent").and_then(Value::as_str).filter(|p| !p.is_empty()).unwrap_or("/strata");
+            format!("/{}/{}", parent.trim_matches('/'), c.id)
+        },
         init: if init { Some(init_binary().ok_or((125, "--init needs tini-static (apt-get install tini)".to_string()))?) } else { None },
     })
 }

@@ -105,6 +105,9 @@ pub struct CreateOptions {
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
     pub runtime: Option<String>,
+    /// Parent cgroup (default `/strata`).
+    pub cgroup_parent: Option<String>,
+    pub no_new_privileges: bool,
     pub restart: Option<String>,
     pub auto_remove: bool,
     pub read_only: bool,
@@ -389,6 +392,11 @@ impl Engine {
         }
         if let Some(rt) = &o.runtime {
             check_runtime(rt)?;
+        }
+        if let Some(p) = &o.cgroup_parent {
+            if p.split('/').any(|c| c == "..") {
+                return Err(EngineError::Invalid(format!("invalid cgroup parent {p:?}")));
+            }
         }
         // Entrypoint and command, docker's rules: a new entrypoint drops the image's Cmd.
         let str_list = |v: Option<&Value>| -> Option<Vec<String>> {

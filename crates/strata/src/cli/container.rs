@@ -78,6 +78,12 @@ pub struct CreateArgs {
     /// Runtime to use for this container
     #[arg(long)]
     pub runtime: Option<String>,
+    /// Optional parent cgroup for the container
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// Security Options (no-new-privileges)
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
@@ -132,6 +138,21 @@ fn parse_env_files(files: &[String]) -> Result<Vec<String>, CliError> {
         }
     }
     Ok(out)
+}
+
+/// `--security-opt`: only `no-new-privileges[:true|false]` is implemented.
+fn parse_security_opts(opts: &[String]) -> Result<bool, CliError> {
+    let mut nnp = false;
+    for o in opts {
+        let (k, v) = o.split_once([':', '=']).unwrap_or((o, "true"));
+        match (k, v) {
+            ("no-new-privileges", "true") => nnp = true,
+            ("no-new-privileges", "false") => nnp = false,
+            ("no-new-privileges", _) => return Err(CliError::usage(format!("invalid --security-opt 2: {o:?}"))),
+            _ => return Err(CliError::usage(format!("invalid --security-opt 1: {o:?}"))),
+        }
+    }
+    Ok(nnp)
 }
 
 fn create_options(a: &CreateArgs, run: bool) -> Result<CreateOptions, CliError> {
@@ -193,6 +214,8 @@ fn create_options(a: &CreateArgs, run: bool) -> Result<CreateOptions, CliError> 
         nano_cpus,
         pids_limit: a.pids_limit,
         runtime: a.runtime.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
+        no_new_privileges: parse_security_opts(&a.security_opt)?,
         restart: a.restart.clone(),
         auto_remove: a.rm,
         read_only: a.read_only,
@@ -658,12 +681,6 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
             "Status": status_text(c, now),
         }));
     }
-    if a.quiet {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
-        }
-        return Ok(0);
-    }
     let default = if a.size {
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
     } else {
@@ -688,8 +705,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
             ("Status", "STATUS"),
         ],
     };
-    print!("{}", format::render_list(a.format.as_deref(), &spec, &rows).map_err(|e| CliError::usage(e.to_string()))?);
-    Ok(0)
+    super::print_list(a.quiet, a.format.as_deref(), &spec, &rows)
 }
 
 fn display_state(c: &Container) -> String {

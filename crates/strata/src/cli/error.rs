@@ -1,10 +1,9 @@
-use strata_store::{Classify, ErrorKind};
+use strata_store::Classify;
 
 /// What a command failed with: the text docker would print and how to exit.
 #[derive(Debug)]
 pub struct CliError {
     pub message: String,
-    pub kind: ErrorKind,
     /// Whether docker would print it as a daemon error (`Error response from daemon: `).
     pub from_engine: bool,
     /// Exit code override (`run` uses 125/126/127; most commands exit 1).
@@ -16,7 +15,7 @@ pub struct CliError {
 impl CliError {
     /// A client-side error (bad arguments noticed before the engine runs).
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), kind: ErrorKind::Invalid, from_engine: false, code: None, prefix: None }
+        CliError { message: message.into(), from_engine: false, code: None, prefix: None }
     }
 
     pub fn print(&self) {
@@ -36,8 +35,10 @@ impl CliError {
     }
 }
 
+/// Every module error converts; the kind matters only where an exit code depends on it
+/// (`run`, which classifies before converting).
 impl<E: Classify + std::fmt::Display> From<E> for CliError {
     fn from(e: E) -> Self {
-        CliError { message: e.to_string(), kind: e.kind(), from_engine: true, code: None, prefix: None }
+        CliError { message: e.to_string(), from_engine: true, code: None, prefix: None }
     }
 }

@@ -393,12 +393,6 @@ pub fn list(engine: &Engine, a: ListArgs) -> Result<u8, CliError> {
             rows.push(row(t.familiar_name(), t.tag().unwrap_or("<none>").to_string(), digest_of(&t.familiar_name())));
         }
     }
-    if a.quiet {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
-        }
-        return Ok(0);
-    }
     let default = if a.digests {
         "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     } else {
@@ -420,8 +414,7 @@ pub fn list(engine: &Engine, a: ListArgs) -> Result<u8, CliError> {
             ("VirtualSize", "VIRTUAL SIZE"),
         ],
     };
-    print!("{}", format::render_list(a.format.as_deref(), &spec, &rows).map_err(|e| CliError::usage(e.to_string()))?);
-    Ok(0)
+    super::print_list(a.quiet, a.format.as_deref(), &spec, &rows)
 }
 
 pub fn tag(engine: &Engine, a: TagArgs) -> Result<u8, CliError> {
@@ -510,18 +503,11 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<u8, CliError> {
             })
         })
         .collect();
-    if a.quiet {
-        for v in &values {
-            println!("{}", v["ID"].as_str().unwrap_or(""));
-        }
-        return Ok(0);
-    }
     let spec = ListFormat {
         default_table: "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
         headers: &[("ID", "IMAGE"), ("CreatedSince", "CREATED"), ("CreatedAt", "CREATED AT"), ("CreatedBy", "CREATED BY"), ("Size", "SIZE"), ("Comment", "COMMENT")],
     };
-    print!("{}", format::render_list(a.format.as_deref(), &spec, &values).map_err(|e| CliError::usage(e.to_string()))?);
-    Ok(0)
+    super::print_list(a.quiet, a.format.as_deref(), &spec, &values)
 }
 
 pub fn image_inspect(engine: &Engine, a: ImageInspectArgs) -> Result<u8, CliError> {

@@ -179,6 +179,19 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
+/// Prints a list command's rows: `-q` prints the IDs, otherwise the user's `--format` or
+/// the command's default table.
+pub fn print_list(quiet: bool, fmt: Option<&str>, spec: &crate::format::ListFormat, rows: &[serde_json::Value]) -> Result<u8, CliError> {
+    if quiet {
+        for r in rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return Ok(0);
+    }
+    print!("{}", crate::format::render_list(fmt, spec, rows).map_err(|e| CliError::usage(e.to_string()))?);
+    Ok(0)
+}
+
 /// Flag errors exit 125 with docker's wording; `--help` and `--version` exit 0.
 pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
     use clap::error::ErrorKind;
