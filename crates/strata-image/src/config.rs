@@ -7,7 +7,10 @@ use strata_store::Digest;
 
 /// The fields of a container config that an image carries, in the order docker's
 /// `container.Config` declares them (and so prints them).
-pub const CONTAINER_CONFIG_FIELDS: &[(&str, Option<fn() -> Value>)] = &[
+/// A field name and, for fields docker always prints, its empty value.
+pub type Field = (&'static str, Option<fn() -> Value>);
+
+pub const CONTAINER_CONFIG_FIELDS: &[Field] = &[
     ("Hostname", Some(|| json!(""))),
     ("Domainname", Some(|| json!(""))),
     ("User", Some(|| json!(""))),
@@ -36,7 +39,7 @@ pub const CONTAINER_CONFIG_FIELDS: &[(&str, Option<fn() -> Value>)] = &[
 
 /// The image `Config` as the Engine API ≥ 1.50 presents it: the image-spec fields in
 /// their spec order, with the ones docker back-fills shown as empty values.
-pub const INSPECT_CONFIG_FIELDS: &[(&str, Option<fn() -> Value>)] = &[
+pub const INSPECT_CONFIG_FIELDS: &[Field] = &[
     ("User", Some(|| json!(""))),
     ("ExposedPorts", None),
     ("Env", Some(|| Value::Null)),
@@ -54,7 +57,7 @@ pub const INSPECT_CONFIG_FIELDS: &[(&str, Option<fn() -> Value>)] = &[
 
 /// Re-orders `cfg` into `fields` order, filling defaults and dropping absent optional
 /// fields (and ones that are empty, as Go's omitempty would).
-pub fn shape(cfg: &Map<String, Value>, fields: &[(&str, Option<fn() -> Value>)]) -> Map<String, Value> {
+pub fn shape(cfg: &Map<String, Value>, fields: &[Field]) -> Map<String, Value> {
     let mut out = Map::new();
     for (name, default) in fields {
         match (cfg.get(*name), default) {

@@ -145,7 +145,8 @@ impl ImageStore {
     }
 
     pub fn get(&self, id: &Digest) -> Result<Image> {
-        let row: Option<(Option<String>, Option<String>, i64, Option<String>)> = self.root.db().read(|c| {
+        type Row = (Option<String>, Option<String>, i64, Option<String>);
+        let row: Option<Row> = self.root.db().read(|c| {
             c.query_row("SELECT top_layer, parent, size, last_tag_time FROM images WHERE id=?1", [id.to_string()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
@@ -440,7 +441,7 @@ fn tag_tx(tx: &rusqlite::Transaction<'_>, id: &Digest, tag: &Reference, now: &st
         params![tag.to_string(), id.to_string()],
     )?;
     tx.execute("UPDATE images SET last_tag_time=?1 WHERE id=?2", params![now, id.to_string()])?;
-    Ok(prev.filter(|p| p != &id.to_string()).map(|p| parse_digest(&p)).transpose()?)
+    prev.filter(|p| p != &id.to_string()).map(|p| parse_digest(&p)).transpose()
 }
 
 pub(crate) fn parse_digest(s: &str) -> Result<Digest> {

@@ -98,7 +98,7 @@ impl FrameBuf {
     }
 
     /// The next complete frame, if any; an oversized frame is an error.
-    pub fn next(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
+    pub fn next_frame(&mut self) -> io::Result<Option<(u8, Vec<u8>)>> {
         if self.buf.len() < 8 {
             return Ok(None);
         }
@@ -136,11 +136,11 @@ mod tests {
         for b in &out {
             fb.push(&[*b]);
         }
-        assert_eq!(fb.next().unwrap(), Some((STDOUT, b"hello".to_vec())));
-        let (k, j) = fb.next().unwrap().unwrap();
+        assert_eq!(fb.next_frame().unwrap(), Some((STDOUT, b"hello".to_vec())));
+        let (k, j) = fb.next_frame().unwrap().unwrap();
         assert_eq!(k, CONTROL);
         assert_eq!(serde_json::from_slice::<Event>(&j).unwrap(), Event::Exit { code: 3 });
-        assert_eq!(fb.next().unwrap(), None);
+        assert_eq!(fb.next_frame().unwrap(), None);
         let mut r = &out[..];
         assert_eq!(read_frame(&mut r).unwrap().unwrap().1, b"hello");
         let req: Request = serde_json::from_str(r#"{"op":"kill","signal":15}"#).unwrap();
@@ -149,6 +149,6 @@ mod tests {
         big.extend_from_slice(&(u32::MAX).to_be_bytes());
         let mut fb = FrameBuf::default();
         fb.push(&big);
-        assert!(fb.next().is_err());
+        assert!(fb.next_frame().is_err());
     }
 }

@@ -433,7 +433,7 @@ impl<'a> Supervisor<'a> {
             }
         }
         loop {
-            let frame = match self.clients.get_mut(&t).map(|c| c.buf.next()) {
+            let frame = match self.clients.get_mut(&t).map(|c| c.buf.next_frame()) {
                 Some(Ok(Some(f))) => f,
                 Some(Ok(None)) | None => break,
                 Some(Err(_)) => {

@@ -14,6 +14,7 @@ use strata_runtime::executor::{executor_for, Executor};
 use strata_runtime::protocol::Request;
 use strata_runtime::spec::{BindMount, ContainerSpec, ProcessSpec, Resources};
 use strata_runtime::supervisor::{self, Config, Host, Supervisor};
+use strata_snapshot::Syscall;
 
 use super::lifecycle::{AttachSpec, ATTACH_FD, READY_FD};
 use super::{process_start, Container};
@@ -115,7 +116,7 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
         Err(e) => {
             let (code, msg) = host.start_error.take().unwrap_or((125, e.to_string()));
             host.record_start_failure(code, &msg);
-            let _ = LinuxUnmount::rootfs(&engine.container_dir(&c.id));
+            let _ = strata_snapshot::LinuxSyscall.unmount(&engine.container_dir(&c.id).join("rootfs"), true);
             if c.auto_remove() {
                 let _ = engine.destroy_container(&c);
             }
@@ -124,14 +125,6 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
     }
     drop(ready);
     sup.serve(&mut host)
-}
-
-struct LinuxUnmount;
-impl LinuxUnmount {
-    fn rootfs(dir: &Path) -> std::io::Result<()> {
-        use strata_snapshot::Syscall;
-        strata_snapshot::LinuxSyscall.unmount(&dir.join("rootfs"), true)
-    }
 }
 
 struct EngineHost<'a> {
@@ -218,10 +211,9 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     let (uid, gid, gids, home) = crate::userdb::resolve_user(rootfs, &user).map_err(|m| (125, m))?;
     let cwd = c.config.get("WorkingDir").and_then(Value::as_str).filter(|w| !w.is_empty()).unwrap_or("/").to_string();
     let argv0 = &c.path;
-    let exe = crate::userdb::lookup_command(rootfs, argv0, &path_var, &cwd).map_err(|(code, why)| {
+    crate::userdb::lookup_command(rootfs, argv0, &path_var, &cwd).map_err(|(code, why)| {
         (code, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"{argv0}\": {why}: unknown"))
     })?;
-    let _ = exe;
     let hostname = c.config.get("Hostname").and_then(Value::as_str).unwrap_or(&c.id[..12]).to_string();
     let tty = c.tty();
     // Runtime environment: PATH, HOSTNAME, TERM (with a tty), HOME, then the config's own.

@@ -105,7 +105,7 @@ impl Engine {
     /// Opens an attach stream to a running container.
     pub fn attach_container(&self, c: &Container, spec: AttachSpec) -> Result<UnixStream> {
         let req = Request::Attach { stdin: spec.stdin, stdout: spec.stdout, stderr: spec.stderr };
-        self.request(c, &req)?.ok_or_else(|| EngineError::Conflict(format!("You cannot attach to a stopped container, start it first")))
+        self.request(c, &req)?.ok_or_else(|| EngineError::Conflict("You cannot attach to a stopped container, start it first".into()))
     }
 
     pub fn kill_container(&self, c: &Container, signal: i32, quiet_if_stopped: bool) -> Result<()> {

@@ -68,7 +68,7 @@ impl RestartPolicy {
             None => (s, None),
         };
         let max_retry = match (name, count) {
-            ("on-failure", Some(c)) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| EngineError::Invalid(format!("invalid restart policy format: maximum retry count must be a positive integer")))?,
+            ("on-failure", Some(c)) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| EngineError::Invalid("invalid restart policy format: maximum retry count must be a positive integer".into()))?,
             (_, Some(_)) => return Err(EngineError::Invalid(format!("invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'"))),
             _ => 0,
         };

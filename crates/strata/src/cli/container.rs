@@ -281,7 +281,9 @@ fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, t
             let _ = engine.resize_container(c, h, w);
         }
     }
-    let proxy = if sig_proxy { Some(SignalProxy::start(engine.socket_of(&c.id))) } else { None };
+    if sig_proxy {
+        SignalProxy::start(engine.socket_of(&c.id));
+    }
     if spec.stdin {
         let mut w = stream.try_clone().map_err(|e| CliError::usage(e.to_string()))?;
         std::thread::spawn(move || {
@@ -329,7 +331,6 @@ fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, t
             Ok(None) | Err(_) => break,
         }
     }
-    drop(proxy);
     match code {
         Some(x) => Ok(x),
         // The stream ended without an exit event: ask the record.
@@ -342,7 +343,7 @@ fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, t
 struct SignalProxy;
 
 impl SignalProxy {
-    fn start(socket: String) -> SignalProxy {
+    fn start(socket: String) {
         // SAFETY: signal mask manipulation on a local set; the thread only calls sigwait
         // and socket functions.
         unsafe {
@@ -363,7 +364,6 @@ impl SignalProxy {
                 }
             });
         }
-        SignalProxy
     }
 }
 
@@ -802,7 +802,6 @@ pub fn logs(engine: &Engine, a: LogsArgs) -> Result<u8, CliError> {
     for l in &lines[start..] {
         emit(l);
     }
-    drop(emit);
     if a.follow {
         let mut pos = data.len() as u64;
         let mut pending = String::new();

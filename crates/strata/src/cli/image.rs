@@ -289,7 +289,7 @@ struct Filters {
 fn parse_filters(engine: &Engine, raw: &[String]) -> Result<Filters, CliError> {
     let mut f = Filters { dangling: None, labels: vec![], before: None, since: None, references: vec![] };
     for r in raw {
-        let (k, v) = r.split_once('=').ok_or_else(|| CliError::usage(format!("bad format of filter (expected name=value)")))?;
+        let (k, v) = r.split_once('=').ok_or_else(|| CliError::usage("bad format of filter (expected name=value)"))?;
         match k {
             "dangling" => {
                 f.dangling = Some(match v {
@@ -496,7 +496,7 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<u8, CliError> {
             json!({
                 "ID": id,
                 "CreatedSince": if a.human { units::ago(created, now) } else { r.created.clone() },
-                "CreatedAt": if a.human { r.created.clone() } else { r.created.clone() },
+                "CreatedAt": r.created.clone(),
                 "CreatedBy": created_by,
                 "Size": if a.human { units::human_size(r.size as f64) } else { r.size.to_string() },
                 "Comment": r.comment,
