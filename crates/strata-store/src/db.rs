@@ -23,7 +23,28 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL needs an exclusive lock and does not wait on the busy handler:
+        // several processes opening a new data root at once retry here. WAL is then
+        // persistent, so later opens find it set and skip the switch.
+        let mut tries = 0;
+        loop {
+            let mode: rusqlite::Result<String> = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0));
+            let res = match mode {
+                Ok(m) if m.eq_ignore_ascii_case("wal") => break,
+                Ok(_) => conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) && tries < 500 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         // NORMAL in WAL mode: every transaction is atomic and the database consistent
         // after any crash; only the last commits before a power cut may roll back.
         // Content is fsynced before a row refers to it, so a lost commit orphans data
