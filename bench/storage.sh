@@ -24,11 +24,11 @@ for mode in cold warm; do
   si=(); di=()
   for r in $(seq "$ROUNDS"); do
     $STRATA rmi -f bench:import >/dev/null 2>&1 || true; $STRATA image prune -a -f >/dev/null
-    [ $mode = cold ] && drop || cat "$DATA" >/dev/null
+    [ $mode = cold ] && drop || { cat "$DATA" >/dev/null; sync; }
     si+=("$(t $STRATA import "$DATA" bench:import)")
     if [ $have_docker = 1 ]; then
       docker rmi -f bench:import >/dev/null 2>&1 || true
-      [ $mode = cold ] && drop || cat "$DATA" >/dev/null
+      [ $mode = cold ] && drop || { cat "$DATA" >/dev/null; sync; }
       di+=("$(t docker import "$DATA" bench:import)")
     fi
   done
@@ -42,11 +42,11 @@ for mode in cold warm; do
   si=(); di=()
   for r in $(seq "$ROUNDS"); do
     $STRATA image prune -a -f >/dev/null
-    [ $mode = cold ] && drop || cat "$W/saved.tar" >/dev/null
+    [ $mode = cold ] && drop || { cat "$W/saved.tar" >/dev/null; sync; }
     si+=("$(t $STRATA load -i "$W/saved.tar")")
     if [ $have_docker = 1 ]; then
       docker rmi -f bench:import >/dev/null 2>&1 || true
-      [ $mode = cold ] && drop || cat "$W/saved.tar" >/dev/null
+      [ $mode = cold ] && drop || { cat "$W/saved.tar" >/dev/null; sync; }
       di+=("$(t docker load -i "$W/saved.tar")")
     fi
   done

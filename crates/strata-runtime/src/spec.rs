@@ -433,19 +433,19 @@ pub fn to_oci(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec, RuntimeError>
     Ok(oci)
 }
 
-/// Writes `bundle/config.json` for `spec` (atomically: temp file, fsync, rename).
+/// Writes `bundle/config.json` for `spec` (temp file + rename).
 pub fn write_bundle(spec: &ContainerSpec, bundle: &Path, rootfs: &Path) -> Result<(), RuntimeError> {
     let oci = to_oci(spec, rootfs)?;
     let json = serde_json::to_vec_pretty(&oci).map_err(|e| invalid(spec, format!("serializing config.json: {e}")))?;
     fs::create_dir_all(bundle).map_err(RuntimeError::io("create bundle", bundle))?;
     let tmp = bundle.join(format!(".config.json.{}", strata_store::random_hex(6)));
     let path = bundle.join("config.json");
+    // Temp file + rename keeps a reader from seeing half a file; no fsync: the bundle
+    // is derived data, written again before every start.
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&json)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        fs::File::open(bundle)?.sync_all()
+        fs::rename(&tmp, &path)
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);

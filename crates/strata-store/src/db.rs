@@ -52,6 +52,9 @@ impl Db {
         // Transitions a user must not lose use `write_durable`.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every strata command is a short process: checkpointing the WAL at each close
+        // would cost two fsyncs per command. SQLite checkpoints on its own as the WAL grows.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_versions(component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
         )?;

@@ -182,13 +182,16 @@ impl Host for EngineHost<'_> {
                 _ => false,
             };
         let status = if restart { "restarting" } else { "exited" };
-        let _ = self.engine.root.db().write_durable(|tx| {
+        let record = |tx: &rusqlite::Transaction<'_>| {
             tx.execute(
                 "UPDATE containers SET status=?2, exit_code=?3, finished_at=?4, pid=0, manual_stop=?5,
                  restart_count=restart_count + ?6 WHERE id=?1",
                 params![self.c.id, status, code, now, manual_stop as i64, restart as i64],
             )
-        });
+        };
+        // An exit is flushed to disk — unless the container is removed right after it.
+        let db = self.engine.root.db();
+        let _ = if self.c.auto_remove() { db.write(record) } else { db.write_durable(record) };
         // docker's back-off: 100 ms doubling per consecutive restart, at most a minute.
         restart.then(|| Duration::from_millis((100u64 << count.clamp(0, 10) as u64).min(60_000)))
     }

@@ -357,17 +357,33 @@ impl Engine {
 
     /// `create`: records the container and prepares its layers. Nothing runs yet.
     pub fn create_container(&self, o: &CreateOptions) -> Result<Container> {
+        // A generated name can collide with an existing one: draw again, as docker does
+        // (appending a digit after the first retry).
+        for attempt in 0..10 {
+            let mut opts = o.clone();
+            if o.name.is_none() {
+                let mut n = names::random_name();
+                if attempt > 0 {
+                    n.push_str(&(attempt % 10).to_string());
+                }
+                opts.name = Some(n);
+            }
+            match self.create_named(&opts) {
+                Err(EngineError::Conflict(_)) if o.name.is_none() => continue,
+                r => return r,
+            }
+        }
+        Err(EngineError::Conflict("could not find a free container name".into()))
+    }
+
+    fn create_named(&self, o: &CreateOptions) -> Result<Container> {
         let img = self.images.resolve(&o.image)?;
         let img_cfg = img.config.container_config();
-        let name = match &o.name {
-            Some(n) => {
-                if !names::valid(n) {
-                    return Err(EngineError::Invalid(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
-                }
-                n.trim_start_matches('/').to_string()
-            }
-            None => names::random_name(),
-        };
+        let n = o.name.as_deref().unwrap_or_default();
+        if !names::valid(n) {
+            return Err(EngineError::Invalid(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+        }
+        let name = n.trim_start_matches('/').to_string();
         let restart = RestartPolicy::parse(o.restart.as_deref().unwrap_or("no"))?;
         if o.auto_remove && restart.name != "no" {
             return Err(EngineError::Invalid("conflicting options: cannot specify both --restart and --rm".into()));
