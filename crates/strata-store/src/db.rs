@@ -52,6 +52,8 @@ impl Db {
         // Transitions a user must not lose use `write_durable`.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Read pages through a shared mapping instead of a pread per page.
+        conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
         // Every strata command is a short process: checkpointing the WAL at each close
         // would cost two fsyncs per command. SQLite checkpoints on its own as the WAL grows.
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;

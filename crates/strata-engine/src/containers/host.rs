@@ -80,7 +80,7 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
         return fail(&mut ready, 125, &format!("supervisor: {e}"));
     }
     let state_root = engine.runtime_state_root();
-    let runtime = c.host_config.get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
+    let runtime = c.host_config().get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
     let exec: Box<dyn Executor> = match executor_for(runtime, &state_root) {
         Ok(e) => e,
         Err(e) => return fail(&mut ready, 125, &e.to_string()),
@@ -171,7 +171,7 @@ impl Host for EngineHost<'_> {
 
     fn exited(&mut self, code: i32, manual_stop: bool) -> Option<Duration> {
         let now = strata_store::now_rfc3339();
-        let policy = self.c.host_config.get("RestartPolicy").cloned().unwrap_or(Value::Null);
+        let policy = self.c.host_config().get("RestartPolicy").cloned().unwrap_or(Value::Null);
         let name = policy.get("Name").and_then(Value::as_str).unwrap_or("no").to_string();
         let max = policy.get("MaximumRetryCount").and_then(Value::as_i64).unwrap_or(0);
         let count = self.engine.container(&self.c.id).map(|c| c.restart_count).unwrap_or(0);
@@ -232,7 +232,7 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     }
     let mut args = vec![c.path.clone()];
     args.extend(c.args.iter().cloned());
-    let hc = &c.host_config;
+    let hc = c.host_config();
     let int = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v > 0);
     let dir = engine.container_dir(&c.id);
     let init = hc.get("Init").and_then(Value::as_bool).unwrap_or(false);

@@ -119,7 +119,7 @@ impl Engine {
         m.insert("ProcessLabel".into(), json!(""));
         m.insert("AppArmorProfile".into(), json!(""));
         m.insert("ExecIDs".into(), Value::Null);
-        m.insert("HostConfig".into(), Value::Object(c.host_config.clone()));
+        m.insert("HostConfig".into(), Value::Object(c.host_config().clone()));
         let graph = self.snapshotter().mounts(&c.id).ok().and_then(|ms| ms.into_iter().next()).map(|mnt| match mnt {
             strata_snapshot::Mount::Overlay { lowers, upper, work, .. } => json!({
                 "Data": {

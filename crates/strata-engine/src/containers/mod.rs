@@ -121,7 +121,9 @@ pub struct Container {
     pub image_id: String,
     pub created: String,
     pub config: Map<String, Value>,
-    pub host_config: Map<String, Value>,
+    /// Parsed on first use: listing a thousand containers needs none of it.
+    host_config_raw: String,
+    host_config: std::cell::OnceCell<Map<String, Value>>,
     pub path: String,
     pub args: Vec<String>,
     pub status: String,
@@ -148,7 +150,8 @@ impl Container {
             image_id: r.get("image_id")?,
             created: r.get("created")?,
             config: serde_json::from_str(&cfg).unwrap_or_default(),
-            host_config: serde_json::from_str(&hc).unwrap_or_default(),
+            host_config_raw: hc,
+            host_config: std::cell::OnceCell::new(),
             path: r.get("path")?,
             args: serde_json::from_str(&args).unwrap_or_default(),
             status: r.get("status")?,
@@ -165,12 +168,17 @@ impl Container {
         })
     }
 
+    /// docker's `HostConfig` of this container.
+    pub fn host_config(&self) -> &Map<String, Value> {
+        self.host_config.get_or_init(|| serde_json::from_str(&self.host_config_raw).unwrap_or_default())
+    }
+
     pub fn running(&self) -> bool {
         matches!(self.status.as_str(), "running" | "paused" | "restarting")
     }
 
     pub fn auto_remove(&self) -> bool {
-        self.host_config.get("AutoRemove").and_then(Value::as_bool).unwrap_or(false)
+        self.host_config().get("AutoRemove").and_then(Value::as_bool).unwrap_or(false)
     }
 
     pub fn tty(&self) -> bool {
@@ -337,7 +345,7 @@ impl Engine {
         }
         // Both gone: the exit code cannot be known. Release what the runtime kept for it
         // (cgroups, state); its mounts died with the supervisor's mount namespace.
-        let runtime = c.host_config.get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
+        let runtime = c.host_config().get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
         if let Ok(exec) = strata_runtime::executor::executor_for(runtime, &self.runtime_state_root()) {
             let _ = exec.delete(&c.id, true);
         }

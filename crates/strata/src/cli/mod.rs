@@ -183,9 +183,12 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
 /// the command's default table.
 pub fn print_list(quiet: bool, fmt: Option<&str>, spec: &crate::format::ListFormat, rows: &[serde_json::Value]) -> Result<u8, CliError> {
     if quiet {
+        let mut out = String::with_capacity(rows.len() * 13);
         for r in rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
+            out.push_str(r["ID"].as_str().unwrap_or(""));
+            out.push('\n');
         }
+        print!("{out}");
         return Ok(0);
     }
     print!("{}", crate::format::render_list(fmt, spec, rows).map_err(|e| CliError::usage(e.to_string()))?);
