@@ -252,3 +252,22 @@ fn bad_flags_and_values() {
     assert!(stderr(&out).contains("No command specified"), "{}", stderr(&out));
     assert_eq!(s.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn images_in_use_are_not_removed() {
+    let s = with_busybox();
+    let id = s.ok(&["inspect", "-f", "{{.Id}}", "busybox"]).trim().to_string();
+    let cid = s.ok(&["create", "busybox", "true"]).trim().to_string();
+    let out = s.run(&["rmi", &id[7..]]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("Error response from daemon: conflict: unable to delete {} (must be forced) - image is being used by stopped container {}", &id[7..19], &cid[..12])
+    );
+    let out = s.run(&["rmi", "busybox"]);
+    assert!(stderr(&out).contains("(must force) - container"), "{}", stderr(&out));
+    // Forced: the name goes, the image stays for its container, which still runs.
+    assert_eq!(s.ok(&["rmi", "-f", "busybox"]).trim(), "Untagged: busybox:latest");
+    assert_eq!(s.ok(&["start", "-a", &cid]), "");
+    s.ok(&["rm", &cid]);
+}
