@@ -452,8 +452,11 @@ impl<'a> Supervisor<'a> {
         }
     }
 
+    /// docker's rule: the container's stdin closes with its attached client's only when
+    /// the container was created with StdinOnce (`run -i` attached); otherwise it stays
+    /// open for the next client.
     fn close_stdin(&mut self) {
-        if self.cfg.stdin_once || !self.cfg.tty {
+        if self.cfg.stdin_once {
             if let Some(r) = self.run.as_mut() {
                 r.stdin = None;
             }

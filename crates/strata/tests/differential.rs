@@ -140,7 +140,7 @@ fn containers_match_docker() {
     for k in ["Status", "Running", "Pid", "ExitCode", "Error"] {
         assert_eq!(o[0]["State"][k], d[0]["State"][k], "State.{k}");
     }
-    for k in ["User", "Env", "Cmd", "Image", "Entrypoint", "Labels", "Tty", "OpenStdin"] {
+    for k in ["User", "Env", "Cmd", "Image", "Entrypoint", "Labels", "Tty", "OpenStdin", "AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce"] {
         assert_eq!(o[0]["Config"][k], d[0]["Config"][k], "Config.{k}");
     }
     assert_eq!(o[0]["Path"], d[0]["Path"]);

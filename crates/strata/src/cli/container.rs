@@ -155,7 +155,7 @@ fn parse_security_opts(opts: &[String]) -> Result<bool, CliError> {
     Ok(nnp)
 }
 
-fn create_options(a: &CreateArgs, run: bool) -> Result<CreateOptions, CliError> {
+fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
     let mut env = parse_env_files(&a.env_file)?;
     for e in &a.env {
         if e.contains('=') {
@@ -180,7 +180,8 @@ fn create_options(a: &CreateArgs, run: bool) -> Result<CreateOptions, CliError> 
             return Err(CliError::usage(format!("invalid argument \"{s}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR")));
         }
     }
-    let attached = run && !a.detach;
+    // `create` records the attach streams a foreground `run` would use, as docker does.
+    let attached = !a.detach;
     let (ai, ao, ae) = if !attach.is_empty() {
         (attach.iter().any(|s| s == "stdin"), attach.iter().any(|s| s == "stdout"), attach.iter().any(|s| s == "stderr"))
     } else if attached {
@@ -243,7 +244,7 @@ fn flag_error(mut e: CliError) -> CliError {
 }
 
 pub fn create(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
-    let o = create_options(&a, false).map_err(flag_error)?;
+    let o = create_options(&a).map_err(flag_error)?;
     let c = engine.create_container(&o).map_err(|e| image_missing(&o, e)).map_err(run_error)?;
     println!("{}", c.id);
     Ok(0)
@@ -259,7 +260,7 @@ fn image_missing(o: &CreateOptions, e: EngineError) -> EngineError {
 }
 
 pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
-    let o = create_options(&a, true).map_err(flag_error)?;
+    let o = create_options(&a).map_err(flag_error)?;
     let c = engine.create_container(&o).map_err(|e| image_missing(&o, e)).map_err(run_error)?;
     if a.detach {
         engine.start_container(&c, None).map_err(run_error)?;
