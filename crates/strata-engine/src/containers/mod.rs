@@ -15,6 +15,7 @@
 pub mod host;
 pub mod inspect;
 pub mod lifecycle;
+pub mod mountspec;
 pub mod names;
 
 use std::collections::BTreeMap;
