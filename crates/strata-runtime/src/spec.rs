@@ -48,6 +48,14 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// A tmpfs mounted into the container (`--tmpfs`, `--mount type=tmpfs`). Docker's
+/// `noexec,nosuid,nodev` come first; the user's options follow and win.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TmpfsMount {
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
 /// Everything needed to create the container's init process from an already-mounted
 /// root filesystem.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,6 +65,8 @@ pub struct ContainerSpec {
     pub process: ProcessSpec,
     pub readonly_rootfs: bool,
     pub binds: Vec<BindMount>,
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
     pub resources: Resources,
     /// cgroup path relative to each controller's root, e.g. `/strata/<id>`.
     pub cgroup_path: String,
@@ -380,7 +390,12 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, RuntimeError> {
     // A user mount replaces the default at the same place; one on /dev replaces all
     // of /dev's (moby daemon/oci_linux.go WithMounts).
     let clean = |d: &str| d.trim_end_matches('/').to_string();
-    let user: Vec<String> = binds.iter().map(|b| clean(&b.destination)).collect();
+    for t in &spec.tmpfs {
+        if !t.destination.starts_with('/') {
+            return Err(invalid(spec, format!("invalid mount destination {:?}: not an absolute path", t.destination)));
+        }
+    }
+    let user: Vec<String> = binds.iter().map(|b| clean(&b.destination)).chain(spec.tmpfs.iter().map(|t| clean(&t.destination))).collect();
     let over_dev = user.iter().any(|d| d == "/dev");
     let mut out: Vec<Mount> = default_mounts(spec.resources.shm_size)
         .into_iter()
@@ -392,7 +407,22 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, RuntimeError> {
         .collect();
     // Parents before children (docker sorts user mounts by path depth).
     binds.sort_by_key(|b| Path::new(&b.destination).components().count());
-    out.extend(binds.iter().map(|b| bind_mount(&b.source, &b.destination, b.readonly)));
+    let mut user_mounts: Vec<(usize, Mount)> = binds
+        .iter()
+        .map(|b| (Path::new(&b.destination).components().count(), bind_mount(&b.source, &b.destination, b.readonly)))
+        .collect();
+    for t in &spec.tmpfs {
+        let mut o: Vec<String> = ["noexec", "nosuid", "nodev"].iter().map(|x| x.to_string()).collect();
+        o.extend(t.options.iter().cloned());
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(&t.destination))
+            .set_typ(Some("tmpfs".to_string()))
+            .set_source(Some(PathBuf::from("tmpfs")))
+            .set_options(Some(o));
+        user_mounts.push((Path::new(&t.destination).components().count(), m));
+    }
+    user_mounts.sort_by_key(|(depth, _)| *depth);
+    out.extend(user_mounts.into_iter().map(|(_, m)| m));
     if let Some(init) = &spec.init {
         // moby: {Destination: /sbin/docker-init, Type: bind, Options: [bind, ro]}
         let mut m = Mount::default();
@@ -474,6 +504,7 @@ mod tests {
             },
             readonly_rootfs: true,
             binds: vec![],
+            tmpfs: vec![],
             resources: Resources::default(),
             cgroup_path: "/strata/c1".into(),
             init: None,

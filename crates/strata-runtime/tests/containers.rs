@@ -107,6 +107,7 @@ impl Fixture {
             },
             readonly_rootfs: false,
             binds: vec![],
+            tmpfs: vec![],
             resources: Resources { shm_size: 64 << 20, ..Default::default() },
             cgroup_path: self.cgroup(),
             init: None,

@@ -271,3 +271,40 @@ fn images_in_use_are_not_removed() {
     assert_eq!(s.ok(&["start", "-a", &cid]), "");
     s.ok(&["rm", &cid]);
 }
+
+#[test]
+fn binds_and_tmpfs() {
+    let s = with_busybox();
+    let host = tempfile::Builder::new().prefix("bind-").tempdir_in("/var/tmp").unwrap();
+    std::fs::write(host.path().join("f"), "fromhost").unwrap();
+    let h = host.path().to_str().unwrap();
+    assert_eq!(s.ok(&["run", "--rm", "-v", &format!("{h}:/data"), "busybox", "cat", "/data/f"]), "fromhost");
+    // Writes through a bind land on the host; :ro refuses them.
+    s.ok(&["run", "--rm", "-v", &format!("{h}:/data"), "busybox", "sh", "-c", "echo in > /data/g"]);
+    assert_eq!(std::fs::read_to_string(host.path().join("g")).unwrap(), "in\n");
+    let out = s.run(&["run", "--rm", "-v", &format!("{h}:/data:ro"), "busybox", "sh", "-c", "echo x > /data/h"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    // A missing -v source is created at start; a missing --mount source is an error at create.
+    let missing = host.path().join("made");
+    s.ok(&["run", "--rm", "-v", &format!("{}:/m", missing.display()), "busybox", "true"]);
+    assert!(missing.is_dir());
+    let out = s.run(&["create", "--mount", "type=bind,src=/nonexistent-src,target=/x", "busybox"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("bind source path does not exist: /nonexistent-src"), "{}", stderr(&out));
+    let out = s.run(&["create", "-v", &format!("{h}:/a"), "--tmpfs", "/a", "busybox"]);
+    assert!(stderr(&out).contains("Duplicate mount point: /a"), "{}", stderr(&out));
+    let out = s.run(&["create", "-v", ":/x", "busybox"]);
+    assert!(stderr(&out).contains("invalid spec: :/x: empty section between colons"), "{}", stderr(&out));
+    // tmpfs with docker's default flags and the user's size.
+    let m = s.ok(&["run", "--rm", "--tmpfs", "/scratch:size=1m", "busybox", "grep", " /scratch ", "/proc/mounts"]);
+    assert!(m.contains("nosuid,nodev,noexec") && m.contains("size=1024k"), "{m}");
+    // inspect Mounts as docker shows binds.
+    let id = s.ok(&["create", "-v", &format!("{h}:/data:ro"), "busybox"]).trim().to_string();
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{json .Mounts}}", &id]).trim(),
+        format!(r#"[{{"Type":"bind","Source":"{h}","Destination":"/data","Mode":"ro","RW":false,"Propagation":"rprivate"}}]"#)
+    );
+    s.ok(&["rm", &id]);
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}

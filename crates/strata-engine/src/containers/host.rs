@@ -12,7 +12,7 @@ use rusqlite::params;
 use serde_json::Value;
 use strata_runtime::executor::{executor_for, Executor};
 use strata_runtime::protocol::Request;
-use strata_runtime::spec::{BindMount, ContainerSpec, ProcessSpec, Resources};
+use strata_runtime::spec::{BindMount, ContainerSpec, ProcessSpec, Resources, TmpfsMount};
 use strata_runtime::supervisor::{self, Config, Host, Supervisor};
 use strata_snapshot::Syscall;
 
@@ -233,8 +233,44 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     let mut args = vec![c.path.clone()];
     args.extend(c.args.iter().cloned());
     let hc = c.host_config();
-    let int = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v > 0);
     let dir = engine.container_dir(&c.id);
+    // User mounts: `-v` binds create a missing host directory at start (docker does;
+    // `--mount` binds were checked at create). Sources are host paths chosen by root.
+    let mut binds = vec![
+        BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
+        BindMount { source: dir.join("hostname"), destination: "/etc/hostname".into(), readonly: false },
+        BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
+    ];
+    let mut tmpfs = Vec::new();
+    for (m, from_v) in super::inspect::recorded_mounts(c) {
+        match m.typ {
+            Some(super::mountspec::MountType::Bind) => {
+                if from_v && !Path::new(&m.source).exists() {
+                    std::fs::create_dir_all(&m.source).map_err(|e| (125, format!("error while creating mount source path '{}': {e}", m.source)))?;
+                }
+                binds.push(BindMount { source: PathBuf::from(&m.source), destination: m.destination.clone(), readonly: m.read_only });
+            }
+            Some(super::mountspec::MountType::Tmpfs) => {
+                let mut o = Vec::new();
+                if m.read_only {
+                    o.push("ro".to_string());
+                }
+                if let Some(md) = m.tmpfs_mode {
+                    o.push(format!("mode={md:o}"));
+                }
+                if let Some(sz) = m.tmpfs_size {
+                    o.push(format!("size={sz}"));
+                }
+                tmpfs.push(TmpfsMount { destination: m.destination.clone(), options: o });
+            }
+            _ => {}
+        }
+    }
+    for (d, opts) in hc.get("Tmpfs").and_then(Value::as_object).into_iter().flatten() {
+        let o = opts.as_str().unwrap_or("").split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();
+        tmpfs.push(TmpfsMount { destination: d.clone(), options: o });
+    }
+    let int = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v > 0);
     let init = hc.get("Init").and_then(Value::as_bool).unwrap_or(false);
     Ok(ContainerSpec {
         id: c.id.clone(),
@@ -250,11 +286,8 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
             no_new_privileges: hc.get("SecurityOpt").and_then(Value::as_array).is_some_and(|o| o.iter().any(|x| x == "no-new-privileges")),
         },
         readonly_rootfs: hc.get("ReadonlyRootfs").and_then(Value::as_bool).unwrap_or(false),
-        binds: vec![
-            BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
-            BindMount { source: dir.join("hostname"), destination: "/etc/hostname".into(), readonly: false },
-            BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
-        ],
+        binds,
+        tmpfs,
         resources: Resources {
             memory: int("Memory"),
             cpu_quota: int("NanoCpus").map(|n| n / 10_000),

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::mountspec::{MountSpec, MountType};
 use super::{Container, CreateOptions, RestartPolicy, ZERO_TIME};
 use crate::Engine;
 
@@ -74,10 +75,90 @@ pub(crate) fn host_config(o: &CreateOptions, restart: &RestartPolicy) -> Map<Str
         "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     });
     let Value::Object(mut m) = v else { unreachable!() };
+    if !o.binds.is_empty() {
+        m.insert("Binds".into(), json!(o.binds));
+    }
+    if !o.mounts.is_empty() {
+        let api: Vec<Value> = o.mounts.iter().map(mount_api).collect();
+        m.insert("Mounts".into(), json!(api));
+    }
+    if !o.tmpfs.is_empty() {
+        let t: serde_json::Map<String, Value> = o.tmpfs.iter().map(|(d, opts)| (d.clone(), json!(opts))).collect();
+        m.insert("Tmpfs".into(), Value::Object(t));
+    }
     if !o.init {
         m.remove("Init");
     }
     m
+}
+
+/// A `--mount` in the Engine API's `HostConfig.Mounts` shape.
+fn mount_api(m: &MountSpec) -> Value {
+    let mut v = json!({ "Type": m.typ.map(|t| t.as_str()).unwrap_or("volume"), "Source": m.source, "Target": m.destination });
+    if m.read_only {
+        v["ReadOnly"] = json!(true);
+    }
+    match m.typ {
+        Some(MountType::Bind) if m.propagation != "rprivate" => v["BindOptions"] = json!({ "Propagation": m.propagation }),
+        Some(MountType::Tmpfs) if m.tmpfs_size.is_some() || m.tmpfs_mode.is_some() => {
+            let mut t = serde_json::Map::new();
+            if let Some(s) = m.tmpfs_size {
+                t.insert("SizeBytes".into(), json!(s));
+            }
+            if let Some(md) = m.tmpfs_mode {
+                t.insert("Mode".into(), json!(md));
+            }
+            v["TmpfsOptions"] = Value::Object(t);
+        }
+        _ => {}
+    }
+    v
+}
+
+/// Back from the API shape (what `start` reads from the record).
+pub(crate) fn mount_from_api(v: &Value) -> MountSpec {
+    let typ = match v["Type"].as_str() {
+        Some("bind") => MountType::Bind,
+        Some("tmpfs") => MountType::Tmpfs,
+        _ => MountType::Volume,
+    };
+    MountSpec {
+        typ: Some(typ),
+        source: v["Source"].as_str().unwrap_or("").into(),
+        destination: v["Target"].as_str().unwrap_or("").into(),
+        read_only: v["ReadOnly"].as_bool().unwrap_or(false),
+        propagation: v["BindOptions"]["Propagation"].as_str().unwrap_or(if typ == MountType::Bind { "rprivate" } else { "" }).into(),
+        tmpfs_size: v["TmpfsOptions"]["SizeBytes"].as_i64(),
+        tmpfs_mode: v["TmpfsOptions"]["Mode"].as_u64().map(|m| m as u32),
+        ..Default::default()
+    }
+}
+
+/// Every mount of a container, parsed from its record: `-v` binds, then `--mount`s.
+pub(crate) fn recorded_mounts(c: &Container) -> Vec<(MountSpec, bool)> {
+    let hc = c.host_config();
+    let mut out: Vec<(MountSpec, bool)> = hc
+        .get("Binds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.as_str().and_then(|s| super::mountspec::parse_bind(s).ok()))
+        .map(|m| (m, true))
+        .collect();
+    out.extend(hc.get("Mounts").and_then(Value::as_array).into_iter().flatten().map(|v| (mount_from_api(v), false)));
+    out
+}
+
+/// inspect's `Mounts` entry (`--tmpfs` is not listed, as in docker).
+fn mount_point(m: &MountSpec) -> Value {
+    json!({
+        "Type": m.typ.map(|t| t.as_str()).unwrap_or("volume"),
+        "Source": m.source,
+        "Destination": m.destination,
+        "Mode": m.mode,
+        "RW": !m.read_only,
+        "Propagation": m.propagation,
+    })
 }
 
 impl Engine {
@@ -138,7 +219,7 @@ impl Engine {
             let img = c.image_id.parse().ok().and_then(|d| self.images.get(&d).ok()).map(|i| i.size).unwrap_or(0);
             m.insert("SizeRootFs".into(), json!(img + self.container_size_rw(c)));
         }
-        m.insert("Mounts".into(), json!([]));
+        m.insert("Mounts".into(), json!(recorded_mounts(c).iter().map(|(mp, _)| mount_point(mp)).collect::<Vec<_>>()));
         m.insert("Config".into(), Value::Object(c.config.clone()));
         m.insert(
             "NetworkSettings".into(),

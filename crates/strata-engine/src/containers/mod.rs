@@ -109,6 +109,14 @@ pub struct CreateOptions {
     /// Parent cgroup (default `/strata`).
     pub cgroup_parent: Option<String>,
     pub no_new_privileges: bool,
+    /// `-v` entries that name a source (`HostConfig.Binds`), as given.
+    pub binds: Vec<String>,
+    /// `-v /path` entries (`Config.Volumes`).
+    pub volumes: Vec<String>,
+    /// `--mount` entries, parsed.
+    pub mounts: Vec<mountspec::MountSpec>,
+    /// `--tmpfs` entries: destination and options.
+    pub tmpfs: Vec<(String, String)>,
     pub restart: Option<String>,
     pub auto_remove: bool,
     pub read_only: bool,
@@ -197,6 +205,37 @@ impl Container {
     pub fn stop_timeout(&self) -> i64 {
         self.config.get("StopTimeout").and_then(Value::as_i64).unwrap_or(10)
     }
+}
+
+/// Checks the mounts a container asks for, as docker's create does: bind specs parse,
+/// a `--mount` bind source exists, no destination is used twice. Volumes (named and
+/// anonymous) arrive with the volume service.
+pub fn plan_mounts(o: &CreateOptions) -> Result<Vec<mountspec::MountSpec>> {
+    use mountspec::MountType;
+    let mut all = Vec::new();
+    for b in &o.binds {
+        let m = mountspec::parse_bind(b).map_err(EngineError::Invalid)?;
+        if m.typ == Some(MountType::Volume) {
+            return Err(EngineError::Invalid(format!("named volume {}: volumes are not supported yet", m.source)));
+        }
+        all.push(m);
+    }
+    for m in &o.mounts {
+        match m.typ {
+            Some(MountType::Volume) => return Err(EngineError::Invalid("--mount type=volume: volumes are not supported yet".into())),
+            Some(MountType::Bind) if !std::path::Path::new(&m.source).exists() => {
+                return Err(EngineError::Invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
+            }
+            _ => {}
+        }
+        all.push(m.clone());
+    }
+    if let Some(v) = o.volumes.first() {
+        return Err(EngineError::Invalid(format!("anonymous volume {v}: volumes are not supported yet")));
+    }
+    let tmpfs: Vec<String> = o.tmpfs.iter().map(|(d, _)| d.clone()).collect();
+    mountspec::check_duplicates(all.iter().map(|m| m.destination.as_str()).chain(tmpfs.iter().map(String::as_str))).map_err(EngineError::Invalid)?;
+    Ok(all)
 }
 
 /// Accepts what `executor_for` can run: the built-in one, a runc-compatible binary on
@@ -394,6 +433,7 @@ impl Engine {
         }
         let name = n.trim_start_matches('/').to_string();
         let restart = RestartPolicy::parse(o.restart.as_deref().unwrap_or("no"))?;
+        plan_mounts(o)?;
         if o.auto_remove && restart.name != "no" {
             return Err(EngineError::Invalid("conflicting options: cannot specify both --restart and --rm".into()));
         }

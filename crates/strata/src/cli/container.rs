@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 
 use clap::Args;
 use serde_json::{json, Value};
+use strata_engine::containers::mountspec;
 use strata_engine::{send_stdin, AttachSpec, Container, CreateOptions, Engine, EngineError};
 use strata_runtime::protocol::{self, Event};
 
@@ -84,6 +85,15 @@ pub struct CreateArgs {
     /// Security Options (no-new-privileges)
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Bind mount a volume
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long = "mount")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
@@ -174,6 +184,22 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         .as_deref()
         .map(|c| c.parse::<f64>().map(|f| (f * 1e9) as i64).map_err(|_| CliError::usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))))
         .transpose()?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let (mut binds, mut volumes) = (Vec::new(), Vec::new());
+    for v in &a.volume {
+        match mountspec::parse_volume_flag(v, &cwd).map_err(CliError::usage)? {
+            mountspec::VolumeFlag::Anonymous(d) => volumes.push(d),
+            // Identical duplicates are dropped, as docker's map of -v values does.
+            mountspec::VolumeFlag::Bind(b) if !binds.contains(&b) => binds.push(b),
+            mountspec::VolumeFlag::Bind(_) => {}
+        }
+    }
+    let mounts = a
+        .mount
+        .iter()
+        .map(|m| mountspec::parse_mount_flag(m, &cwd).map_err(|e| CliError::usage(format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tmpfs = a.tmpfs.iter().map(|t| mountspec::parse_tmpfs(t).map_err(CliError::usage)).collect::<Result<Vec<_>, _>>()?;
     let attach: Vec<String> = a.attach.iter().map(|s| s.to_ascii_lowercase()).collect();
     for s in &attach {
         if !matches!(s.as_str(), "stdin" | "stdout" | "stderr") {
@@ -217,6 +243,10 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         runtime: a.runtime.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         no_new_privileges: parse_security_opts(&a.security_opt)?,
+        binds,
+        volumes,
+        mounts,
+        tmpfs,
         restart: a.restart.clone(),
         auto_remove: a.rm,
         read_only: a.read_only,
