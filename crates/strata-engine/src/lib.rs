@@ -45,6 +45,7 @@ pub struct EngineOptions {
 pub struct Engine {
     root: Arc<DataRoot>,
     images: ImageStore,
+    volumes: strata_volume::VolumeService,
 }
 
 impl Engine {
@@ -59,7 +60,11 @@ impl Engine {
         }
         root.finish_sweep(sweep)?;
         let images = ImageStore::open(root.clone(), snaps)?;
-        Ok(Engine { root, images })
+        let volumes = strata_volume::VolumeService::new(root.clone()).map_err(|e| EngineError::DataRoot {
+            path: root.path().display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Ok(Engine { root, images, volumes })
     }
 
     pub fn data_root(&self) -> &Path {
@@ -72,6 +77,10 @@ impl Engine {
 
     pub fn images(&self) -> &ImageStore {
         &self.images
+    }
+
+    pub fn volumes(&self) -> &strata_volume::VolumeService {
+        &self.volumes
     }
 
     pub fn snapshotter(&self) -> &Snapshotter {

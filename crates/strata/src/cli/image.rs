@@ -547,6 +547,14 @@ fn inspect_objects(engine: &Engine, names: &[String], fmt: Option<&str>, kind: K
                 continue;
             }
         }
+        if kind == Kind::Any {
+            if let Ok(v) = engine.volumes().get(n) {
+                if engine.images().resolve(n).is_err() {
+                    found.push(super::volume::volume_json(engine, &v));
+                    continue;
+                }
+            }
+        }
         match (kind, engine.images().resolve(n)) {
             (Kind::Any | Kind::Image, Ok(img)) => found.push(engine.image_inspect(&img)?),
             (Kind::Image, Err(_)) => errors.push(format!("Error: No such image: {n}")),

@@ -4,6 +4,7 @@ mod container;
 mod error;
 mod image;
 mod system;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -81,6 +82,9 @@ pub enum Command {
     /// Manage strata
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 #[derive(Subcommand)]
@@ -176,6 +180,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(0)
         }
         Command::System(c) => system::run(e, c),
+        Command::Volume(c) => volume::run(e, c),
     }
 }
 
