@@ -34,7 +34,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE engine_meta(key TEXT PRIMARY KEY, va
         created TEXT NOT NULL,
         running INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX containers_image ON containers(image_id);", containers::MIGRATION];
+    CREATE INDEX containers_image ON containers(image_id);", containers::MIGRATION, containers::MIGRATION_VOLUMES];
 
 pub struct EngineOptions {
     pub data_root: PathBuf,

@@ -43,3 +43,40 @@ fn create_list_inspect_rm_prune() {
     s.ok(&["volume", "prune", "-f", "-a"]);
     assert_eq!(s.ok(&["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn containers_mount_seed_share_and_release_volumes() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    // A named volume outlives its containers and is shared by them.
+    s.ok(&["run", "--rm", "-v", "shared:/data", "busybox", "sh", "-c", "echo hello > /data/f"]);
+    assert_eq!(s.ok(&["run", "--rm", "-v", "shared:/data:ro", "busybox", "cat", "/data/f"]), "hello\n");
+    let out = s.run(&["run", "--rm", "-v", "shared:/data:ro", "busybox", "touch", "/data/x"]);
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    // An empty volume over image content is seeded from the image (mode and content)...
+    assert!(s.ok(&["run", "--rm", "-v", "seeded:/bin", "busybox", "ls", "/bin"]).contains("busybox"));
+    assert!(s.root.join("volumes/seeded/_data/busybox").is_file());
+    // ...never with nocopy.
+    let etc = s.ok(&["run", "--rm", "--mount", "type=volume,src=bare,dst=/etc,volume-nocopy", "busybox", "ls", "-A", "/etc"]);
+    assert!(!etc.contains("passwd"), "{etc}");
+    assert!(!s.root.join("volumes/bare/_data/passwd").exists());
+    // Anonymous volumes: `-v /path`, listed in Mounts, removed by rm -v.
+    let id = s.ok(&["create", "-v", "/cache", "busybox", "true"]).trim().to_string();
+    let mounts: Value = serde_json::from_str(&s.ok(&["inspect", "-f", "{{json .Mounts}}", &id])).unwrap();
+    let name = mounts[0]["Name"].as_str().unwrap().to_string();
+    assert_eq!((mounts[0]["Type"].as_str(), mounts[0]["Destination"].as_str(), mounts[0]["Mode"].as_str()), (Some("volume"), Some("/cache"), Some("")));
+    assert_eq!(name.len(), 64);
+    assert_eq!(s.ok(&["inspect", "-f", "{{json .Config.Volumes}}", &id]).trim(), r#"{"/cache":{}}"#);
+    // In use: refused, and inspect says by whom.
+    let out = s.run(&["volume", "rm", &name]);
+    assert!(stderr(&out).contains(&format!("remove {name}: volume is in use - [{id}]")), "{}", stderr(&out));
+    assert_eq!(s.ok(&["volume", "inspect", "-f", "{{json .UsedBy}}", &name]).trim(), format!(r#"["{id}"]"#));
+    s.ok(&["rm", "-v", &id]);
+    assert!(!s.ok(&["volume", "ls", "-q"]).contains(&name));
+    // --rm removes anonymous volumes, never named ones.
+    s.ok(&["run", "--rm", "-v", "/tmp2", "-v", "kept:/k", "busybox", "true"]);
+    let left = s.ok(&["volume", "ls", "-q"]);
+    assert!(left.lines().all(|l| l.len() != 64), "{left}");
+    assert!(left.contains("kept") && left.contains("shared"));
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}

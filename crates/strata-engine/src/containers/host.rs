@@ -118,7 +118,7 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
             host.record_start_failure(code, &msg);
             let _ = strata_snapshot::LinuxSyscall.unmount(&engine.container_dir(&c.id).join("rootfs"), true);
             if c.auto_remove() {
-                let _ = engine.destroy_container(&c);
+                let _ = engine.destroy_container(&c, true);
             }
             return fail(&mut ready, code, &msg);
         }
@@ -170,6 +170,9 @@ impl Host for EngineHost<'_> {
     }
 
     fn exited(&mut self, code: i32, manual_stop: bool) -> Option<Duration> {
+        for v in &self.c.volume_mounts {
+            let _ = self.engine.volumes().unmount(&v.name);
+        }
         let now = strata_store::now_rfc3339();
         let policy = self.c.host_config().get("RestartPolicy").cloned().unwrap_or(Value::Null);
         let name = policy.get("Name").and_then(Value::as_str).unwrap_or("no").to_string();
@@ -198,7 +201,7 @@ impl Host for EngineHost<'_> {
 
     fn finished(&mut self) -> bool {
         if self.c.auto_remove() {
-            return self.engine.destroy_container(&self.c).is_ok();
+            return self.engine.destroy_container(&self.c, true).is_ok();
         }
         false
     }
@@ -265,6 +268,26 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
             }
             _ => {}
         }
+    }
+    // Volumes: mounted by their driver (options volumes on first use), seeded from the
+    // image on the first start unless `nocopy` — the rootfs is mounted here, in the
+    // supervisor's namespace, so the image's content is read inside its own root.
+    let mut seeded = false;
+    for v in &c.volume_mounts {
+        let path = engine.volumes().mount(&v.name).map_err(|e| (125, e.to_string()))?;
+        if v.seed {
+            strata_volume::seed(&path, rootfs, Path::new(&v.destination)).map_err(|e| (125, format!("volume {}: {e}", v.name)))?;
+            seeded = true;
+        }
+        binds.push(BindMount { source: path, destination: v.destination.clone(), readonly: v.read_only });
+    }
+    if seeded {
+        let done: Vec<super::VolumeMount> = c.volume_mounts.iter().cloned().map(|mut v| {
+            v.seed = false;
+            v
+        }).collect();
+        let json = serde_json::to_string(&done).expect("json");
+        engine.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![c.id, json])).map_err(|e| (125, e.to_string()))?;
     }
     for (d, opts) in hc.get("Tmpfs").and_then(Value::as_object).into_iter().flatten() {
         let o = opts.as_str().unwrap_or("").split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();

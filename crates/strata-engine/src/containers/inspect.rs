@@ -219,7 +219,15 @@ impl Engine {
             let img = c.image_id.parse().ok().and_then(|d| self.images.get(&d).ok()).map(|i| i.size).unwrap_or(0);
             m.insert("SizeRootFs".into(), json!(img + self.container_size_rw(c)));
         }
-        m.insert("Mounts".into(), json!(recorded_mounts(c).iter().map(|(mp, _)| mount_point(mp)).collect::<Vec<_>>()));
+        let mut mounts: Vec<Value> = recorded_mounts(c).iter().filter(|(mp, _)| mp.typ != Some(MountType::Volume)).map(|(mp, _)| mount_point(mp)).collect();
+        for v in &c.volume_mounts {
+            let source = self.volumes().get(&v.name).map(|x| x.mountpoint.display().to_string()).unwrap_or_default();
+            mounts.push(json!({
+                "Type": "volume", "Name": v.name, "Source": source, "Destination": v.destination,
+                "Driver": "local", "Mode": v.mode, "RW": !v.read_only, "Propagation": "",
+            }));
+        }
+        m.insert("Mounts".into(), json!(mounts));
         m.insert("Config".into(), Value::Object(c.config.clone()));
         m.insert(
             "NetworkSettings".into(),

@@ -53,6 +53,22 @@ pub(crate) const MIGRATION: &str = "DROP TABLE containers;
     );
     CREATE INDEX containers_image ON containers(image_id);";
 
+/// Volumes a container mounts, resolved at create (docker's MountPoints).
+pub(crate) const MIGRATION_VOLUMES: &str = "ALTER TABLE containers ADD COLUMN volume_mounts TEXT NOT NULL DEFAULT '[]';";
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeMount {
+    pub name: String,
+    pub destination: String,
+    pub read_only: bool,
+    /// inspect's `Mode` (`z` for named local volumes, as docker sets it).
+    pub mode: String,
+    pub anonymous: bool,
+    /// Copy the image's content in on first start (false for `nocopy`, and after it ran).
+    pub seed: bool,
+}
+
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// docker's `--restart` policy.
@@ -146,6 +162,7 @@ pub struct Container {
     pub finished_at: String,
     pub restart_count: i64,
     pub manual_stop: bool,
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 impl Container {
@@ -174,6 +191,7 @@ impl Container {
             finished_at: r.get("finished_at")?,
             restart_count: r.get("restart_count")?,
             manual_stop: r.get::<_, i64>("manual_stop")? != 0,
+            volume_mounts: serde_json::from_str(&r.get::<_, String>("volume_mounts")?).unwrap_or_default(),
         })
     }
 
@@ -216,22 +234,15 @@ pub fn plan_mounts(o: &CreateOptions) -> Result<Vec<mountspec::MountSpec>> {
     for b in &o.binds {
         let m = mountspec::parse_bind(b).map_err(EngineError::Invalid)?;
         if m.typ == Some(MountType::Volume) {
-            return Err(EngineError::Invalid(format!("named volume {}: volumes are not supported yet", m.source)));
+            strata_volume::validate_name(&m.source).map_err(|e| EngineError::Invalid(format!("create {}: {e}", m.source)))?;
         }
         all.push(m);
     }
     for m in &o.mounts {
-        match m.typ {
-            Some(MountType::Volume) => return Err(EngineError::Invalid("--mount type=volume: volumes are not supported yet".into())),
-            Some(MountType::Bind) if !std::path::Path::new(&m.source).exists() => {
-                return Err(EngineError::Invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
-            }
-            _ => {}
+        if m.typ == Some(MountType::Bind) && !std::path::Path::new(&m.source).exists() {
+            return Err(EngineError::Invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
         }
         all.push(m.clone());
-    }
-    if let Some(v) = o.volumes.first() {
-        return Err(EngineError::Invalid(format!("anonymous volume {v}: volumes are not supported yet")));
     }
     let tmpfs: Vec<String> = o.tmpfs.iter().map(|(d, _)| d.clone()).collect();
     mountspec::check_duplicates(all.iter().map(|m| m.destination.as_str()).chain(tmpfs.iter().map(String::as_str))).map_err(EngineError::Invalid)?;
@@ -397,7 +408,7 @@ impl Engine {
             )
         })?;
         if c.auto_remove() {
-            self.destroy_container(&c)?;
+            self.destroy_container(&c, true)?;
             return Err(EngineError::NoSuchContainer(c.name));
         }
         self.find_container(&c.id)?.ok_or_else(|| EngineError::NoSuchContainer(c.id.clone()))
@@ -433,7 +444,7 @@ impl Engine {
         }
         let name = n.trim_start_matches('/').to_string();
         let restart = RestartPolicy::parse(o.restart.as_deref().unwrap_or("no"))?;
-        plan_mounts(o)?;
+        let planned = plan_mounts(o)?;
         if o.auto_remove && restart.name != "no" {
             return Err(EngineError::Invalid("conflicting options: cannot specify both --restart and --rm".into()));
         }
@@ -517,7 +528,12 @@ impl Engine {
         config.insert("Env".into(), if env.is_empty() { Value::Null } else { json!(env) });
         config.insert("Cmd".into(), json!(cmd));
         config.insert("Image".into(), json!(image_name));
-        config.insert("Volumes".into(), img_cfg.get("Volumes").cloned().unwrap_or(Value::Null));
+        // `-v /path` joins the image's VOLUMEs in Config.Volumes, as docker merges them.
+        let mut vols: Map<String, Value> = img_cfg.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+        for v in &o.volumes {
+            vols.insert(mountspec::clean(std::path::Path::new(v)), json!({}));
+        }
+        config.insert("Volumes".into(), if vols.is_empty() { Value::Null } else { Value::Object(vols.clone()) });
         config.insert("WorkingDir".into(), json!(o.workdir.clone().unwrap_or_else(|| img_cfg.get("WorkingDir").and_then(Value::as_str).unwrap_or("").to_string())));
         config.insert("Entrypoint".into(), json!(entrypoint));
         config.insert("OnBuild".into(), Value::Null);
@@ -576,6 +592,14 @@ impl Engine {
             let _ = strata_store::fsutil::remove_all(&dir);
             return Err(e);
         }
+        let tmpfs: Vec<String> = o.tmpfs.iter().map(|(d, _)| d.clone()).collect();
+        if let Err(e) = self.attach_volumes(&id, &planned, vols.keys().cloned().collect(), &tmpfs) {
+            // Created volumes and references go with the half-made container.
+            if let Some(c) = self.find_container(&id)? {
+                let _ = self.destroy_container(&c, true);
+            }
+            return Err(e);
+        }
         self.find_container(&id)?.ok_or(EngineError::NoSuchContainer(id))
     }
 
@@ -594,7 +618,7 @@ impl Engine {
     }
 
     /// Removes a stopped container's layers, files and record. `rm -f` stops first.
-    pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+    pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.container(name)?;
         if c.running() {
             if !force {
@@ -615,14 +639,60 @@ impl Engine {
             }
         }
         match self.find_container(&c.id)? {
-            Some(c) => self.destroy_container(&c),
+            Some(c) => self.destroy_container(&c, volumes),
             None => Ok(()),
         }
     }
 
+    /// Creates (or reuses) the container's volumes, takes references on them and records
+    /// the mount points: named and `--mount` volumes first, then an anonymous volume for
+    /// every `Config.Volumes` path no other mount or tmpfs covers.
+    fn attach_volumes(&self, id: &str, planned: &[mountspec::MountSpec], anon_paths: Vec<String>, tmpfs: &[String]) -> Result<()> {
+        use mountspec::MountType;
+        let vs = &self.volumes;
+        let verr = |e: strata_volume::VolumeError| EngineError::Invalid(e.to_string());
+        let mut out: Vec<VolumeMount> = Vec::new();
+        for m in planned.iter().filter(|m| m.typ == Some(MountType::Volume)) {
+            let labels = m.volume_labels.iter().cloned().collect();
+            let opts = m.volume_options.iter().cloned().collect();
+            let driver = Some(m.volume_driver.as_str()).filter(|d| !d.is_empty());
+            let v = vs.create(Some(m.source.as_str()).filter(|s| !s.is_empty()), driver, labels, opts).map_err(verr)?;
+            vs.add_ref(&v.name, id).map_err(verr)?;
+            let anonymous = m.source.is_empty();
+            out.push(VolumeMount {
+                name: v.name,
+                destination: m.destination.clone(),
+                read_only: m.read_only,
+                mode: if anonymous { m.mode.clone() } else if m.mode.is_empty() { "z".into() } else { m.mode.clone() },
+                anonymous,
+                seed: !m.nocopy,
+            });
+        }
+        for p in anon_paths {
+            let covered = planned.iter().any(|m| m.destination == p) || tmpfs.contains(&p);
+            if covered {
+                continue;
+            }
+            let v = vs.create(None, None, Default::default(), Default::default()).map_err(verr)?;
+            vs.add_ref(&v.name, id).map_err(verr)?;
+            out.push(VolumeMount { name: v.name, destination: p, read_only: false, mode: String::new(), anonymous: true, seed: true });
+        }
+        let json = serde_json::to_string(&out).expect("json");
+        self.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![id, json]))?;
+        Ok(())
+    }
+
     /// Deletes layers, files and the row. The row goes last, so a crash leaves a
     /// container that `rm` can finish removing.
-    pub(crate) fn destroy_container(&self, c: &Container) -> Result<()> {
+    pub(crate) fn destroy_container(&self, c: &Container, remove_anonymous: bool) -> Result<()> {
+        for v in &c.volume_mounts {
+            let _ = self.volumes.remove_ref(&v.name, &c.id);
+            // docker removes anonymous volumes with `rm -v`/`--rm`, silently keeping any
+            // another container still uses.
+            if remove_anonymous && v.anonymous {
+                let _ = self.volumes.remove(&v.name, false);
+            }
+        }
         let snaps = self.snapshotter();
         for key in [c.id.clone(), format!("{}-init", c.id)] {
             match snaps.remove(&key) {
@@ -640,7 +710,7 @@ impl Engine {
         let mut out = Vec::new();
         for c in self.containers()? {
             if !c.running() {
-                self.destroy_container(&c)?;
+                self.destroy_container(&c, false)?;
                 out.push(c.id);
             }
         }

@@ -586,7 +586,7 @@ pub struct RmArgs {
 }
 
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<u8, CliError> {
-    Ok(each(&a.containers, |n| engine.remove_container(n, a.force)))
+    Ok(each(&a.containers, |n| engine.remove_container(n, a.force, a.volumes)))
 }
 
 #[derive(Args)]
