@@ -80,3 +80,25 @@ fn containers_mount_seed_share_and_release_volumes() {
     assert!(left.contains("kept") && left.contains("shared"));
     assert_eq!(s.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn data_only_containers_and_volumes_from() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    // A data-only container: created, never started; its volume is seeded at create.
+    s.ok(&["create", "--name", "data", "-v", "/etc", "busybox"]);
+    let name = s.ok(&["inspect", "-f", "{{(index .Mounts 0).Name}}", "data"]).trim().to_string();
+    assert!(s.root.join("volumes").join(&name).join("_data/passwd").is_file(), "seeded at create");
+    // Another container sees (and writes) the same volume; :ro forces read-only.
+    s.ok(&["run", "--rm", "--volumes-from", "data", "busybox", "sh", "-c", "echo shared > /etc/note"]);
+    assert_eq!(s.ok(&["run", "--rm", "--volumes-from", "data:ro", "busybox", "cat", "/etc/note"]), "shared\n");
+    let out = s.run(&["run", "--rm", "--volumes-from", "data:ro", "busybox", "touch", "/etc/x"]);
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    // The inheritor's --rm never removes the source's anonymous volume.
+    assert!(s.ok(&["volume", "ls", "-q"]).contains(&name));
+    let out = s.run(&["run", "--rm", "--volumes-from", "nosuch", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("No such container: nosuch"), "{}", stderr(&out));
+    s.ok(&["rm", "-v", "data"]);
+    assert!(!s.ok(&["volume", "ls", "-q"]).contains(&name));
+}

@@ -245,7 +245,26 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
         BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
     ];
     let mut tmpfs = Vec::new();
-    for (m, from_v) in super::inspect::recorded_mounts(c) {
+    // Binds and tmpfs inherited through --volumes-from (volumes were taken at create);
+    // the container's own mounts win on a shared destination.
+    let mut mounts = super::inspect::recorded_mounts(c);
+    for spec in hc.get("VolumesFrom").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m)),
+            _ => (spec, None),
+        };
+        let Ok(src) = engine.container(name) else { continue };
+        for (mut m, _) in super::inspect::recorded_mounts(&src) {
+            if mounts.iter().any(|(x, _)| x.destination == m.destination) || c.volume_mounts.iter().any(|v| v.destination == m.destination) {
+                continue;
+            }
+            if let Some(md) = mode {
+                m.read_only = md == "ro";
+            }
+            mounts.push((m, false));
+        }
+    }
+    for (m, from_v) in mounts {
         match m.typ {
             Some(super::mountspec::MountType::Bind) => {
                 if from_v && !Path::new(&m.source).exists() {

@@ -17,7 +17,7 @@ pub(crate) fn host_config(o: &CreateOptions, restart: &RestartPolicy) -> Map<Str
         "RestartPolicy": { "Name": restart.name, "MaximumRetryCount": restart.max_retry },
         "AutoRemove": o.auto_remove,
         "VolumeDriver": "",
-        "VolumesFrom": null,
+        "VolumesFrom": if o.volumes_from.is_empty() { Value::Null } else { json!(o.volumes_from) },
         "ConsoleSize": [0, 0],
         "CapAdd": null,
         "CapDrop": null,

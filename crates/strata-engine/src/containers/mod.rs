@@ -133,6 +133,8 @@ pub struct CreateOptions {
     pub mounts: Vec<mountspec::MountSpec>,
     /// `--tmpfs` entries: destination and options.
     pub tmpfs: Vec<(String, String)>,
+    /// `--volumes-from CONTAINER[:ro|:rw]`.
+    pub volumes_from: Vec<String>,
     pub restart: Option<String>,
     pub auto_remove: bool,
     pub read_only: bool,
@@ -593,7 +595,10 @@ impl Engine {
             return Err(e);
         }
         let tmpfs: Vec<String> = o.tmpfs.iter().map(|(d, _)| d.clone()).collect();
-        if let Err(e) = self.attach_volumes(&id, &planned, vols.keys().cloned().collect(), &tmpfs) {
+        let attached = self
+            .attach_volumes(&id, &planned, vols.keys().cloned().collect(), &tmpfs, &o.volumes_from)
+            .and_then(|_| self.seed_at_create(&id));
+        if let Err(e) = attached {
             // Created volumes and references go with the half-made container.
             if let Some(c) = self.find_container(&id)? {
                 let _ = self.destroy_container(&c, true);
@@ -647,11 +652,30 @@ impl Engine {
     /// Creates (or reuses) the container's volumes, takes references on them and records
     /// the mount points: named and `--mount` volumes first, then an anonymous volume for
     /// every `Config.Volumes` path no other mount or tmpfs covers.
-    fn attach_volumes(&self, id: &str, planned: &[mountspec::MountSpec], anon_paths: Vec<String>, tmpfs: &[String]) -> Result<()> {
+    fn attach_volumes(&self, id: &str, planned: &[mountspec::MountSpec], anon_paths: Vec<String>, tmpfs: &[String], from: &[String]) -> Result<()> {
         use mountspec::MountType;
         let vs = &self.volumes;
         let verr = |e: strata_volume::VolumeError| EngineError::Invalid(e.to_string());
         let mut out: Vec<VolumeMount> = Vec::new();
+        // --volumes-from: every volume of the source, never seeded again, `:ro` forcing
+        // read-only; an explicit mount on the same destination replaces the inherited one.
+        for spec in from {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m)),
+                Some(_) => return Err(EngineError::Invalid(format!("invalid mode for volumes-from: {spec}"))),
+                None => (spec.as_str(), None),
+            };
+            let src = self.container(name)?;
+            for v in &src.volume_mounts {
+                if planned.iter().any(|m| m.destination == v.destination) || out.iter().any(|o| o.destination == v.destination) {
+                    continue;
+                }
+                vs.add_ref(&v.name, id).map_err(verr)?;
+                let read_only = match mode { Some("ro") => true, Some(_) => false, None => v.read_only };
+                // Inherited volumes belong to their source: `rm -v` here keeps them.
+                out.push(VolumeMount { name: v.name.clone(), destination: v.destination.clone(), read_only, mode: String::new(), anonymous: false, seed: false });
+            }
+        }
         for m in planned.iter().filter(|m| m.typ == Some(MountType::Volume)) {
             let labels = m.volume_labels.iter().cloned().collect();
             let opts = m.volume_options.iter().cloned().collect();
@@ -678,6 +702,61 @@ impl Engine {
             out.push(VolumeMount { name: v.name, destination: p, read_only: false, mode: String::new(), anonymous: true, seed: true });
         }
         let json = serde_json::to_string(&out).expect("json");
+        self.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![id, json]))?;
+        Ok(())
+    }
+
+    /// docker's copy-up happens at create: volumes still marked for seeding get the
+    /// image's content now, from a read-only view of the container's lower layers mounted
+    /// in a short-lived child with its own mount namespace (nothing is mounted on the
+    /// host, and nothing leaks if it dies). Volumes with driver options are mounted by
+    /// their driver only when the container starts, and are seeded then.
+    fn seed_at_create(&self, id: &str) -> Result<()> {
+        let Some(c) = self.find_container(id)? else { return Ok(()) };
+        let plain: Vec<(usize, std::path::PathBuf)> = c
+            .volume_mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.seed)
+            .filter_map(|(i, v)| self.volumes.get(&v.name).ok().filter(|x| x.options.is_empty()).map(|x| (i, x.mountpoint)))
+            .collect();
+        if plain.is_empty() {
+            return Ok(());
+        }
+        let mounts = self.snapshotter().mounts(&format!("{id}-init"))?;
+        let target = self.container_dir(id).join("seed-view");
+        std::fs::create_dir_all(&target).map_err(|e| EngineError::io("create", &target, e))?;
+        let jobs: Vec<(std::path::PathBuf, String)> = plain.iter().map(|(i, p)| (p.clone(), c.volume_mounts[*i].destination.clone())).collect();
+        // SAFETY: the CLI is single-threaded here; the child only mounts, copies and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = (|| -> std::io::Result<()> {
+                // SAFETY: unshare on this (child) process only.
+                if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                rustix::mount::mount_change("/", rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE)?;
+                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, &mounts, &target)?;
+                for (data, dest) in &jobs {
+                    strata_volume::seed(data, &target, std::path::Path::new(dest)).map_err(std::io::Error::other)?;
+                }
+                Ok(())
+            })();
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let _ = std::fs::remove_dir(&target);
+        if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(EngineError::Invalid(format!("container {id}: copying image content into its volumes failed")));
+        }
+        let mut vm = c.volume_mounts.clone();
+        for (i, _) in &plain {
+            vm[*i].seed = false;
+        }
+        let json = serde_json::to_string(&vm).expect("json");
         self.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![id, json]))?;
         Ok(())
     }

@@ -94,6 +94,9 @@ pub struct CreateArgs {
     /// Mount a tmpfs directory
     #[arg(long = "tmpfs")]
     pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
@@ -247,6 +250,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         volumes,
         mounts,
         tmpfs,
+        volumes_from: a.volumes_from.clone(),
         restart: a.restart.clone(),
         auto_remove: a.rm,
         read_only: a.read_only,
