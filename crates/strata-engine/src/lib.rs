@@ -55,7 +55,8 @@ impl Engine {
         root.db().migrate(&root.db_path(), "engine", MIGRATIONS)?;
         let driver = choose_driver(&root, opts.storage_driver.as_deref())?;
         let snaps = Arc::new(Snapshotter::open(root.clone(), driver)?);
-        if !sweep.is_empty() {
+        let crashed = !sweep.is_empty();
+        if crashed {
             snaps.sweep(&sweep)?;
         }
         root.finish_sweep(sweep)?;
@@ -64,6 +65,9 @@ impl Engine {
             path: root.path().display().to_string(),
             msg: e.to_string(),
         })?;
+        if crashed {
+            volumes.sweep();
+        }
         Ok(Engine { root, images, volumes })
     }
 

@@ -2,18 +2,12 @@
 //! /etc/group) and the command (its PATH). Every path is resolved by the kernel inside
 //! the root (`openat2` with RESOLVE_IN_ROOT), never on the host.
 
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
-
-fn open_in(root: &Path, rel: &str, flags: OFlags) -> std::io::Result<File> {
-    let dir = File::open(root)?;
-    let fd = openat2(&dir, rel.trim_start_matches('/'), flags | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)?;
-    Ok(File::from(fd))
-}
+use rustix::fs::OFlags;
+use strata_store::fsutil::open_in_root as open_in;
 
 fn read_in(root: &Path, rel: &str) -> String {
     let mut s = String::new();

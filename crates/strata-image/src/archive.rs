@@ -299,17 +299,8 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Opens `rel` inside `root` without ever leaving it (symlinks resolve against `root`).
 fn open_in(root: &Path, rel: &str) -> Result<File> {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
-    let dir = File::open(root).map_err(ImageError::io("open", root.display()))?;
-    let fd = openat2(
-        &dir,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| ImageError::Archive(format!("{rel}: {}", io::Error::from(e))))?;
-    let f = File::from(fd);
+    let f = strata_store::fsutil::open_in_root(root, rel, rustix::fs::OFlags::RDONLY)
+        .map_err(|e| ImageError::Archive(format!("{rel}: {e}")))?;
     let md = f.metadata().map_err(ImageError::io("stat", rel))?;
     if !md.is_file() {
         return Err(ImageError::Archive(format!("{rel}: not a regular file")));

@@ -6,6 +6,15 @@ use std::path::Path;
 
 use crate::{Result, StoreError};
 
+/// Opens `rel` inside `root` with the kernel resolving every component — symlinks and
+/// `..` included — inside `root` (`openat2` RESOLVE_IN_ROOT), never on the host.
+pub fn open_in_root(root: &Path, rel: &str, flags: rustix::fs::OFlags) -> std::io::Result<File> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let dir = File::open(root)?;
+    let fd = openat2(&dir, rel.trim_start_matches('/'), flags | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)?;
+    Ok(File::from(fd))
+}
+
 /// Fsyncs a directory so a rename or unlink inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(StoreError::io("sync", dir))

@@ -183,17 +183,26 @@ impl LocalDriver {
     pub fn open(root: Arc<DataRoot>) -> Result<LocalDriver> {
         root.db().migrate(&root.db_path(), "volumes", crate::MIGRATIONS)?;
         let dir = root.path().join("volumes");
-        fs::create_dir_all(&dir).map_err(DriverError::io("create", &dir))?;
-        // 0701 as docker: others may traverse to a volume they were given, not list them.
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o701)).map_err(DriverError::io("chmod", &dir))?;
-        for ent in fs::read_dir(&dir).map_err(DriverError::io("read dir", &dir))?.flatten() {
+        // Every command opens the driver: only a new data root pays for mkdir + chmod.
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(DriverError::io("create", &dir))?;
+            // 0701 as docker: others may traverse to a volume they were given, not list them.
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o701)).map_err(DriverError::io("chmod", &dir))?;
+        }
+        Ok(LocalDriver { root, dir })
+    }
+
+    /// Deletes what an interrupted `remove` left (`.removing-*`). A scan of every
+    /// volume directory, so it runs with the engine's crash sweep, not on every open.
+    pub fn sweep(&self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return };
+        for ent in rd.flatten() {
             if ent.file_name().to_string_lossy().starts_with(".removing-") {
                 if let Err(e) = fsutil::remove_all(&ent.path()) {
                     tracing::warn!(path = %ent.path().display(), error = %e, "cannot delete a removed volume's leftovers");
                 }
             }
         }
-        Ok(LocalDriver { root, dir })
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {

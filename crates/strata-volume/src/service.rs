@@ -161,6 +161,7 @@ pub struct PruneReport {
 pub struct VolumeService {
     root: Arc<DataRoot>,
     drivers: BTreeMap<String, Arc<dyn VolumeDriver>>,
+    local: Arc<crate::driver::LocalDriver>,
 }
 
 impl VolumeService {
@@ -172,9 +173,15 @@ impl VolumeService {
             name: "local".into(),
             source,
         })?;
+        let local = Arc::new(local);
         let mut drivers: BTreeMap<String, Arc<dyn VolumeDriver>> = BTreeMap::new();
-        drivers.insert("local".into(), Arc::new(local));
-        Ok(VolumeService { root, drivers })
+        drivers.insert("local".into(), local.clone());
+        Ok(VolumeService { root, drivers, local })
+    }
+
+    /// Crash recovery for the local driver (see `LocalDriver::sweep`).
+    pub fn sweep(&self) {
+        self.local.sweep();
     }
 
     /// Adds (or replaces) a driver under its own name.

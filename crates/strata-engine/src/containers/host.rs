@@ -305,8 +305,7 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
             v.seed = false;
             v
         }).collect();
-        let json = serde_json::to_string(&done).expect("json");
-        engine.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![c.id, json])).map_err(|e| (125, e.to_string()))?;
+        engine.set_volume_mounts(&c.id, &done).map_err(|e| (125, e.to_string()))?;
     }
     for (d, opts) in hc.get("Tmpfs").and_then(Value::as_object).into_iter().flatten() {
         let o = opts.as_str().unwrap_or("").split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();

@@ -93,11 +93,9 @@ impl Engine {
         };
         // A wedged supervisor must not hang the caller: answers to plain requests come
         // at once; waits and attaches clear the timeout themselves.
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let streams = matches!(req, Request::Attach { .. } | Request::Wait | Request::Stop { .. });
+        let _ = s.set_read_timeout(if streams { None } else { Some(Duration::from_secs(10)) });
         let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-        if matches!(req, Request::Attach { .. } | Request::Wait | Request::Stop { .. }) {
-            let _ = s.set_read_timeout(None);
-        }
         protocol::write_json(&mut s, req).map_err(|e| EngineError::io("send", "supervisor", e))?;
         Ok(Some(s))
     }

@@ -251,21 +251,6 @@ pub fn plan_mounts(o: &CreateOptions) -> Result<Vec<mountspec::MountSpec>> {
     Ok(all)
 }
 
-/// Accepts what `executor_for` can run: the built-in one, a runc-compatible binary on
-/// PATH, or an absolute path.
-fn check_runtime(name: &str) -> Result<()> {
-    let ok = match name {
-        "strata" | "builtin" => true,
-        n if n.starts_with('/') => std::path::Path::new(n).is_file(),
-        n => std::env::var("PATH").unwrap_or_default().split(':').any(|d| std::path::Path::new(d).join(n).is_file()),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::Invalid(format!("unknown or invalid runtime name: {name}")))
-    }
-}
-
 /// `SIGTERM`, `TERM`, `15` → 15.
 pub fn signal_number(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -469,7 +454,8 @@ impl Engine {
             }
         }
         if let Some(rt) = &o.runtime {
-            check_runtime(rt)?;
+            // Whatever the runtime crate cannot run is refused now, not at start.
+            strata_runtime::executor::executor_for(Some(rt), &self.runtime_state_root()).map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         if let Some(p) = &o.cgroup_parent {
             if p.split('/').any(|c| c == "..") {
@@ -701,7 +687,11 @@ impl Engine {
             vs.add_ref(&v.name, id).map_err(verr)?;
             out.push(VolumeMount { name: v.name, destination: p, read_only: false, mode: String::new(), anonymous: true, seed: true });
         }
-        let json = serde_json::to_string(&out).expect("json");
+        self.set_volume_mounts(id, &out)
+    }
+
+    pub(crate) fn set_volume_mounts(&self, id: &str, mounts: &[VolumeMount]) -> Result<()> {
+        let json = serde_json::to_string(mounts).expect("json");
         self.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![id, json]))?;
         Ok(())
     }
@@ -756,9 +746,7 @@ impl Engine {
         for (i, _) in &plain {
             vm[*i].seed = false;
         }
-        let json = serde_json::to_string(&vm).expect("json");
-        self.root.db().write(|tx| tx.execute("UPDATE containers SET volume_mounts=?2 WHERE id=?1", params![id, json]))?;
-        Ok(())
+        self.set_volume_mounts(id, &vm)
     }
 
     /// Deletes layers, files and the row. The row goes last, so a crash leaves a

@@ -337,7 +337,8 @@ pub fn valid_mode(mode: &str) -> bool {
     true
 }
 
-fn ram_in_bytes(s: &str) -> Option<i64> {
+/// docker's `units.RAMInBytes`: `512m`, `1g`, `6MB` (binary multiples).
+pub fn ram_in_bytes(s: &str) -> Option<i64> {
     let lower = s.to_ascii_lowercase();
     let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
     let (num, unit) = lower.split_at(split);

@@ -114,23 +114,9 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
-/// docker's RAMInBytes: `512m`, `1g`, `6MB` (binary multiples).
+/// docker's RAMInBytes, with its flag error.
 fn ram_in_bytes(s: &str, flag: &str) -> Result<i64, CliError> {
-    let bad = || CliError::usage(format!("invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'"));
-    let lower = s.to_ascii_lowercase();
-    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let mult: f64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024f64.powi(3),
-        "t" => 1024f64.powi(4),
-        "p" => 1024f64.powi(5),
-        _ => return Err(bad()),
-    };
-    Ok((n * mult) as i64)
+    mountspec::ram_in_bytes(s).ok_or_else(|| CliError::usage(format!("invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'")))
 }
 
 fn parse_env_files(files: &[String]) -> Result<Vec<String>, CliError> {
@@ -619,13 +605,6 @@ pub struct PsArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
-}
-
-impl CliError {
-    pub(crate) fn engine(mut self) -> CliError {
-        self.from_engine = true;
-        self
-    }
 }
 
 pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {

@@ -18,6 +18,12 @@ impl CliError {
         CliError { message: message.into(), from_engine: false, code: None, prefix: None }
     }
 
+    /// Marks a front-end-detected error as one docker reports from the daemon.
+    pub fn engine(mut self) -> CliError {
+        self.from_engine = true;
+        self
+    }
+
     pub fn print(&self) {
         let prefix = self.prefix.as_deref().unwrap_or("");
         if self.from_engine {

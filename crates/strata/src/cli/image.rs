@@ -547,19 +547,15 @@ fn inspect_objects(engine: &Engine, names: &[String], fmt: Option<&str>, kind: K
                 continue;
             }
         }
-        if kind == Kind::Any {
-            if let Ok(v) = engine.volumes().get(n) {
-                if engine.images().resolve(n).is_err() {
-                    found.push(super::volume::volume_json(engine, &v));
-                    continue;
-                }
-            }
-        }
         match (kind, engine.images().resolve(n)) {
             (Kind::Any | Kind::Image, Ok(img)) => found.push(engine.image_inspect(&img)?),
+
             (Kind::Image, Err(_)) => errors.push(format!("Error: No such image: {n}")),
             (Kind::Container, _) => errors.push(format!("Error: No such container: {n}")),
-            (Kind::Any, Err(_)) => errors.push(format!("Error: No such object: {n}")),
+            (Kind::Any, Err(_)) => match engine.volumes().get(n) {
+                Ok(v) => found.push(super::volume::volume_json(engine, &v)),
+                Err(_) => errors.push(format!("Error: No such object: {n}")),
+            },
         }
     }
     let out = format::render_inspect(fmt, &found).map_err(|e| CliError::usage(e.to_string()))?;
