@@ -102,19 +102,22 @@ pub(crate) fn scan(leases_dir: &Path, rebooted: bool) -> Result<(Sweep, Vec<Stri
         let ent = ent.map_err(StoreError::io("read dir", leases_dir))?;
         let name = ent.file_name().to_string_lossy().into_owned();
         let path = ent.path();
+        // A `.new-` file may be between its creation and its lock in a live process, so
+        // a lock taken on it proves nothing. Nothing is ever named after a lease before
+        // its rename, so a crashed one owns nothing: only a reboot clears them.
+        if name.starts_with(".new-") {
+            if rebooted {
+                let _ = fs::remove_file(&path);
+            }
+            continue;
+        }
         let Ok(file) = File::open(&path) else { continue };
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
-                if let Some(id) = name.strip_prefix(".new-") {
-                    // Died between create and rename: nothing can be named after it yet,
-                    // but its id is still what its resources would carry.
-                    sweep.dead.push(id.to_string());
-                } else {
-                    sweep.dead.push(name);
-                }
+                sweep.dead.push(name);
                 sweep.files.push((path, file));
             }
-            Err(_) => live.push(name.trim_start_matches(".new-").to_string()),
+            Err(_) => live.push(name),
         }
     }
     Ok((sweep, live))
