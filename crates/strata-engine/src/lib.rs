@@ -8,7 +8,9 @@ pub mod containers;
 mod error;
 mod images;
 mod mounts;
+pub mod usage;
 mod userdb;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub use error::{EngineError, Result};
 pub use containers::lifecycle::{read_event, send_stdin, AttachSpec};
 pub use containers::{Container, CreateOptions};
 pub use images::{HistoryRow, PruneReport, RemoveItem};
+pub use volumes::VolumeDataError;
+pub use usage::{ContainerUsage, DiskUsage, ImageUsage, UsageOptions, VolumeUsage};
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/strata";
 

@@ -67,6 +67,7 @@ pub fn apply(cfg: &mut Map<String, Value>, changes: &[String]) -> Result<(), Cha
                 for (k, v) in pairs {
                     labels.insert(k, json!(v));
                 }
+                labels.sort_keys();
             }
             "expose" => {
                 let ports = object(cfg, "ExposedPorts");
@@ -78,6 +79,7 @@ pub fn apply(cfg: &mut Map<String, Value>, changes: &[String]) -> Result<(), Cha
                     }
                     ports.insert(p, json!({}));
                 }
+                ports.sort_keys();
             }
             "volume" => {
                 let vols: Vec<String> = match serde_json::from_str::<Vec<String>>(rest) {
@@ -91,6 +93,7 @@ pub fn apply(cfg: &mut Map<String, Value>, changes: &[String]) -> Result<(), Cha
                     }
                     map.insert(v, json!({}));
                 }
+                map.sort_keys();
             }
             _ => unreachable!("allow-listed above"),
         }
@@ -98,6 +101,8 @@ pub fn apply(cfg: &mut Map<String, Value>, changes: &[String]) -> Result<(), Cha
     Ok(())
 }
 
+/// A map-valued config field. Callers sort it after inserting: Go writes map keys
+/// sorted, so docker's configs (and so their digests) have them in that order.
 fn object<'a>(cfg: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
     if !cfg.get(key).is_some_and(Value::is_object) {
         cfg.insert(key.into(), json!({}));
@@ -193,7 +198,7 @@ mod tests {
         apply(&mut c, &ch).unwrap();
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
-            r#"{"Cmd":["sh"],"Env":["A=1","B=x y"],"ExposedPorts":{"80/tcp":{},"53/udp":{}},"Volumes":{"/data":{}},"Labels":{"a":"b"},"User":"nobody","WorkingDir":"/tmp","Entrypoint":["/bin/sh","-c","/bin/sh -c"],"StopSignal":"SIGINT"}"#
+            r#"{"Cmd":["sh"],"Env":["A=1","B=x y"],"ExposedPorts":{"53/udp":{},"80/tcp":{}},"Volumes":{"/data":{}},"Labels":{"a":"b"},"User":"nobody","WorkingDir":"/tmp","Entrypoint":["/bin/sh","-c","/bin/sh -c"],"StopSignal":"SIGINT"}"#
         );
     }
 

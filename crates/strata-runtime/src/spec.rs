@@ -166,7 +166,10 @@ fn default_mounts(shm_size: i64) -> Vec<Mount> {
 fn bind_mount(source: &Path, destination: &str, readonly: bool) -> Mount {
     let mut options = vec!["rbind".to_string()];
     if readonly {
+        // `rro` (mount_setattr over the whole tree) as Docker 25+: a plain `ro` on an
+        // rbind leaves the mounts below the source writable.
         options.push("ro".to_string());
+        options.push("rro".to_string());
     }
     options.push("rprivate".to_string());
     let mut m = Mount::default();
@@ -617,7 +620,7 @@ mod tests {
         let dests: Vec<&str> = m.iter().map(|m| m["destination"].as_str().unwrap()).collect();
         assert_eq!(dests, ["/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/data", "/data/b", "/dev/shm"]);
         assert_eq!(m[6], serde_json::json!({"destination": "/data", "type": "bind", "source": "/h/a", "options": ["rbind", "rprivate"]}));
-        assert_eq!(strs(&m[7]["options"]), ["rbind", "ro", "rprivate"]);
+        assert_eq!(strs(&m[7]["options"]), ["rbind", "ro", "rro", "rprivate"]);
 
         s.binds = vec![BindMount { source: "/h/dev".into(), destination: "/dev".into(), readonly: false }];
         let j = json(&s);

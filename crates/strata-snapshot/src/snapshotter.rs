@@ -110,7 +110,10 @@ impl Snapshotter {
     pub fn open(root: Arc<DataRoot>, driver: Driver) -> Result<Snapshotter> {
         root.db().migrate(&root.db_path(), "snapshots", MIGRATIONS)?;
         let dir = root.path().join("snapshots");
-        fs::create_dir_all(&dir).map_err(SnapshotError::io("create", &dir))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(SnapshotError::io("create", &dir))?;
+            strata_store::fsutil::spread_children(&dir);
+        }
         Ok(Snapshotter { root, dir, driver })
     }
 
@@ -354,6 +357,8 @@ impl Snapshotter {
     /// Removes what dead leases left: their active snapshots, and after a reboot any
     /// directory that has no row.
     pub fn sweep(&self, sweep: &Sweep) -> Result<()> {
+        // Data roots made before the hint existed get it here.
+        strata_store::fsutil::spread_children(&self.dir);
         for lease in &sweep.dead {
             let keys: Vec<String> = self.root.db().read(|c| {
                 let mut st = c.prepare("SELECT key FROM snapshots WHERE lease=?1 ORDER BY id DESC")?;

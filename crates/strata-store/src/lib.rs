@@ -6,6 +6,8 @@ mod db;
 mod digest;
 mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod testutil;
 mod kind;
 mod lease;
 mod root;
@@ -19,6 +21,18 @@ pub use lease::{Lease, Sweep};
 pub use root::DataRoot;
 
 /// Random lowercase hex from the OS generator (ids, temp names).
+/// An OS error as Go (and so docker) prints it: "no space left on device", not
+/// "No space left on device (os error 28)". Other errors print as they are.
+pub fn os_text(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    if e.raw_os_error().is_none() {
+        return t;
+    }
+    let t = t.split(" (os error ").next().unwrap_or(&t);
+    let mut c = t.chars();
+    c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
+}
+
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the OS random generator is available");

@@ -174,6 +174,15 @@ pub(crate) fn is_mount_point(path: &Path) -> bool {
     }
 }
 
+/// A staging directory is abandoned when no process holds its lock (see `fill_staged`).
+fn staging_abandoned(dir: &Path) -> bool {
+    use rustix::fs::{flock, open, FlockOperation, Mode, OFlags};
+    match open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok(),
+        Err(_) => false,
+    }
+}
+
 pub struct LocalDriver {
     root: Arc<DataRoot>,
     dir: PathBuf,
@@ -188,18 +197,34 @@ impl LocalDriver {
             fs::create_dir_all(&dir).map_err(DriverError::io("create", &dir))?;
             // 0701 as docker: others may traverse to a volume they were given, not list them.
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o701)).map_err(DriverError::io("chmod", &dir))?;
+            fsutil::spread_children(&dir);
         }
         Ok(LocalDriver { root, dir })
     }
 
-    /// Deletes what an interrupted `remove` left (`.removing-*`). A scan of every
+    /// Deletes what an interrupted `remove` left (`.removing-*`) and the staging
+    /// directories of interrupted fills (`<name>/.seed-*`). A scan of every
     /// volume directory, so it runs with the engine's crash sweep, not on every open.
     pub fn sweep(&self) {
+        // Data roots made before the hint existed get it here.
+        fsutil::spread_children(&self.dir);
         let Ok(rd) = fs::read_dir(&self.dir) else { return };
         for ent in rd.flatten() {
             if ent.file_name().to_string_lossy().starts_with(".removing-") {
                 if let Err(e) = fsutil::remove_all(&ent.path()) {
                     tracing::warn!(path = %ent.path().display(), error = %e, "cannot delete a removed volume's leftovers");
+                }
+                continue;
+            }
+            // A seeding, import or clone that died before its rename left its staging
+            // directory beside `_data`; the volume itself is still empty.
+            let Ok(inner) = fs::read_dir(ent.path()) else { continue };
+            for staged in inner.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".seed-")) {
+                if !staging_abandoned(&staged.path()) {
+                    continue;
+                }
+                if let Err(e) = fsutil::remove_all(&staged.path()) {
+                    tracing::warn!(path = %staged.path().display(), error = %e, "cannot delete an interrupted fill's staging directory");
                 }
             }
         }
@@ -419,6 +444,28 @@ mod tests {
 
     fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn sweep_deletes_only_abandoned_staging_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = LocalDriver::open(root(tmp.path())).unwrap();
+        d.create("vol", &BTreeMap::new()).unwrap();
+        let vol = d.data_dir("vol").parent().unwrap().to_path_buf();
+        let (dead, live) = (vol.join(".seed-dead"), vol.join(".seed-live"));
+        for s in [&dead, &live] {
+            fs::create_dir_all(s.join("sub")).unwrap();
+            fs::write(s.join("sub/f"), b"half").unwrap();
+        }
+        let held = fs::File::open(&live).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        d.sweep();
+        assert!(!dead.exists(), "an unlocked staging directory is a dead fill's");
+        assert!(live.join("sub/f").exists(), "a locked one is being filled");
+        assert!(d.data_dir("vol").is_dir());
+        drop(held);
+        d.sweep();
+        assert!(!live.exists());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - `service`: `VolumeService`, docker's volume service over the drivers: names,
 //!   anonymous volumes, labels, container references, list filters, rm and prune rules.
 //! - `seed`: docker's copy-up of an image directory into an empty volume.
+//! - `transfer`: `export`, `import` and `clone` of a volume's data (strata's own).
 //!
 //! All tables belong to the `volumes` schema component; both the driver and the service
 //! migrate it, whichever opens first.
@@ -12,10 +13,12 @@
 mod driver;
 mod seed;
 mod service;
+mod transfer;
 
 pub use driver::{validate_name, DriverError, DriverVolume, LocalDriver, VolumeDriver};
-pub use seed::{seed, SeedError, Seeded};
+pub use seed::{open_subpath, seed, seed_subpath, SeedError, Seeded};
 pub use service::{LabelFilter, ListFilters, PruneReport, Volume, VolumeError, VolumeService, ANONYMOUS_LABEL};
+pub use transfer::TransferError;
 
 /// The `volumes` component's schema steps.
 ///
@@ -53,27 +56,7 @@ pub(crate) mod testutil {
         Arc::new(root)
     }
 
-    /// Runs `f` on a thread with its own private mount namespace, so a mount a test
-    /// makes can never show up on (or be left behind on) the host. `None` if the
-    /// namespace cannot be made.
-    pub fn in_private_mount_ns<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
-        std::thread::scope(|s| {
-            let joined = s
-                .spawn(|| {
-                    // SAFETY: NEWNS (with the FS it implies) unshares this thread's mount
-                    // namespace and cwd/root only; the fd table stays shared.
-                    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.ok()?;
-                    // Before anything is mounted: with shared propagation a mount here
-                    // would show up on the host.
-                    let private =
-                        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC;
-                    rustix::mount::mount_change("/", private).ok()?;
-                    Some(f())
-                })
-                .join();
-            joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    }
+    pub use strata_store::testutil::in_private_mount_ns;
 
     /// Detaches whatever is mounted at the path when dropped, test failure or not.
     pub struct UnmountGuard(pub std::path::PathBuf);

@@ -23,6 +23,7 @@ use std::fs::{self, File};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps, XattrFlags, CWD};
 use rustix::io::Errno;
@@ -35,9 +36,11 @@ use crate::driver::is_mount_point;
 pub enum SeedError {
     #[error("seed volume: {0} is not a directory in the image")]
     NotADirectory(String),
-    #[error("seed volume: {op} {entry}: {source}")]
+    #[error("seed volume: {op} {entry}: {}", strata_store::os_text(.source))]
     Copy { op: &'static str, entry: String, source: std::io::Error },
-    #[error("{op} {path}: {source}")]
+    #[error("volume subpath {subpath}: {}", strata_store::os_text(.source))]
+    Subpath { subpath: String, source: std::io::Error },
+    #[error("{op} {path}: {}", strata_store::os_text(.source))]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -46,7 +49,7 @@ pub enum SeedError {
 impl Classify for SeedError {
     fn kind(&self) -> ErrorKind {
         match self {
-            SeedError::NotADirectory(_) => ErrorKind::Invalid,
+            SeedError::NotADirectory(_) | SeedError::Subpath { .. } => ErrorKind::Invalid,
             SeedError::Store(e) => e.kind(),
             SeedError::Copy { .. } | SeedError::Io { .. } => ErrorKind::Internal,
         }
@@ -87,41 +90,101 @@ pub fn seed(volume_data: &Path, rootfs: &Path, path_in_image: &Path) -> Result<S
         return Ok(Seeded::Copied);
     }
 
+    match fill_staged(volume_data, |_, dst| copy_tree(&src, dst, &entry))? {
+        Staged::Published => Ok(Seeded::Copied),
+        Staged::NotEmpty => Ok(Seeded::NotEmpty),
+    }
+}
+
+/// A `volume-subpath` resolved inside the volume's data directory
+/// (`openat2(RESOLVE_IN_ROOT)`: a symlink a container left in the volume resolves
+/// inside the volume, never on the host). An `O_PATH` fd, so the caller can mount
+/// exactly this object (through `/proc/self/fd`) with no second lookup to race.
+pub fn open_subpath(volume_data: &Path, subpath: &str) -> Result<OwnedFd> {
+    let bad = |e: Errno| SeedError::Subpath { subpath: subpath.to_string(), source: e.into() };
+    let root = rfs::open(volume_data, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io("open", volume_data))?;
+    let mut tries = 0;
+    loop {
+        match rfs::openat2(&root, subpath, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS) {
+            // RESOLVE_IN_ROOT gives up with EAGAIN when a rename races the walk.
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            r => return r.map_err(bad),
+        }
+    }
+}
+
+/// Seeds a volume's subpath directory (an fd from `open_subpath`) in place, if empty:
+/// it lives inside a volume other containers may be using, so there is no private
+/// place beside it to stage a copy.
+pub fn seed_subpath(dir: &OwnedFd, subpath: &str, rootfs: &Path, path_in_image: &Path) -> Result<Seeded> {
+    let bad = |e: Errno| SeedError::Subpath { subpath: subpath.to_string(), source: e.into() };
+    let dst = open_dir(dir, b".").map_err(bad)?;
+    if rfs::Dir::read_from(&dst).map_err(bad)?.filter_map(|e| e.ok()).any(|e| !matches!(e.file_name().to_bytes(), b"." | b"..")) {
+        return Ok(Seeded::NotEmpty);
+    }
+    let root = rfs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io("open", rootfs))?;
+    let Some(src) = open_source(&root, path_in_image)? else { return Ok(Seeded::NoSource) };
+    copy_tree(&src, &dst, &path_in_image.display().to_string())?;
+    Ok(Seeded::Copied)
+}
+
+/// How `fill_staged` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Staged {
+    Published,
+    /// The volume had gained an entry by the time the copy was ready; the copy is gone.
+    NotEmpty,
+}
+
+/// Fills an empty, unmounted volume all at once: `fill` writes into a fresh `.seed-<random>`
+/// directory (given by path and fd) beside `volume_data`, which is then made durable with
+/// one `syncfs` and renamed onto the empty `_data`. On any error, or `Staged::NotEmpty`,
+/// the staging directory is deleted and the volume is as it was. Seeding, `volume
+/// import` and `volume clone` all publish through here.
+pub(crate) fn fill_staged<E: From<SeedError>>(
+    volume_data: &Path,
+    fill: impl FnOnce(&Path, &OwnedFd) -> Result<(), E>,
+) -> Result<Staged, E> {
     let parent = volume_data.parent().unwrap_or(Path::new("/"));
     let staging = parent.join(format!(".seed-{}", strata_store::random_hex(8)));
     let res = (|| {
         rfs::mkdir(&staging, Mode::from_raw_mode(0o700)).map_err(io("create", &staging))?;
         let dst = open_dir(CWD, staging.as_os_str().as_bytes()).map_err(io("open", &staging))?;
-        copy_tree(&src, &dst, &entry)?;
+        // Held until this process ends: the crash sweep deletes only unlocked staging
+        // directories, never one a live process is filling.
+        rfs::flock(&dst, rfs::FlockOperation::LockExclusive).map_err(io("lock", &staging))?;
+        fill(&staging, &dst)?;
         // One flush for the whole copy (not one per file): the rename must not reach the
         // disk before the data it publishes.
         rfs::syncfs(&dst).map_err(io("sync", &staging))?;
         match fs::rename(&staging, volume_data) {
-            Ok(()) => Ok(Seeded::Copied),
+            Ok(()) => Ok(Staged::Published),
             // Something was written into the volume meanwhile: it is no longer ours to fill.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => Ok(Seeded::NotEmpty),
-            Err(e) => Err(SeedError::Io { op: "rename", path: staging.clone(), source: e }),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => Ok(Staged::NotEmpty),
+            Err(e) => Err(SeedError::Io { op: "rename", path: staging.clone(), source: e }.into()),
         }
     })();
-    if !matches!(res, Ok(Seeded::Copied)) {
+    if !matches!(res, Ok(Staged::Published)) {
         if let Err(e) = fsutil::remove_all(&staging) {
-            tracing::warn!(path = %staging.display(), error = %e, "cannot delete a seeding's staging directory");
+            tracing::warn!(path = %staging.display(), error = %e, "cannot delete a volume's staging directory");
         }
     }
     if res.is_ok() {
         if let Err(e) = fsutil::sync_dir(parent) {
-            tracing::warn!(path = %parent.display(), error = %e, "cannot sync a seeded volume's directory");
+            tracing::warn!(path = %parent.display(), error = %e, "cannot sync a filled volume's directory");
         }
     }
     res
 }
 
-fn is_empty(dir: &Path) -> Result<bool> {
+pub(crate) fn is_empty(dir: &Path) -> Result<bool> {
     let mut rd = fs::read_dir(dir).map_err(|e| SeedError::Io { op: "read dir", path: dir.to_path_buf(), source: e })?;
     Ok(rd.next().is_none())
 }
 
-fn open_dir(dir: impl AsFd, name: &[u8]) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir(dir: impl AsFd, name: &[u8]) -> Result<OwnedFd, Errno> {
     rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
 }
 
@@ -159,9 +222,49 @@ fn open_source(root: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>> {
 }
 
 /// Copies the contents of `src` into `dst`, then `src`'s own metadata onto `dst`.
-fn copy_tree(src: &OwnedFd, dst: &OwnedFd, entry: &str) -> Result<()> {
-    let mut copier = Copier { dst_root: dst.as_fd(), links: HashMap::new() };
-    copier.copy_dir(src.as_fd(), dst.as_fd(), Path::new(""), entry)?;
+/// `entry` names `src` in errors. Used by seeding and by `volume clone`.
+///
+/// This thread walks the tree and makes directories, symlinks, nodes and hard links;
+/// the regular files of each directory go as one batch to a pool of copier threads
+/// (per directory, so two threads rarely contend for one directory's lock). Directory
+/// modes and times are applied last, deepest first, once nothing is created in them any
+/// more. Hard-linked files are copied by the walker itself, so the map of first copies
+/// has one owner and a link never races its target.
+pub(crate) fn copy_tree(src: &OwnedFd, dst: &OwnedFd, entry: &str) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let failed = std::sync::Mutex::new(None::<SeedError>);
+    // Bounded, so the open directory fds that batches carry stay few.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2 * threads);
+    let rx = std::sync::Mutex::new(rx);
+    let walked = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (rx, failed) = (&rx, &failed);
+            scope.spawn(move || loop {
+                let Ok(batch) = rx.lock().unwrap_or_else(|p| p.into_inner()).recv() else { return };
+                if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    continue;
+                }
+                if let Err(e) = batch.copy() {
+                    failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                }
+            });
+        }
+        let mut walker = Walker { dst_root: dst.as_fd(), links: HashMap::new(), dirs: Vec::new(), tx, failed: &failed };
+        let dup = |fd: &OwnedFd| fd.try_clone().map(Arc::new).map_err(|e| SeedError::Copy { op: "dup", entry: entry.to_string(), source: e });
+        let res = dup(src).and_then(|s| Ok((s, dup(dst)?))).and_then(|(s, d)| walker.copy_dir(s, d, Path::new(""), entry));
+        let dirs = std::mem::take(&mut walker.dirs);
+        drop(walker); // closes the channel: the pool drains and ends with the scope
+        res.map(|()| dirs)
+    });
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let dirs = walked?;
+    for (rel, st, e) in dirs.iter().rev() {
+        let d = rfs::openat(dst, rel.as_path(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(fail("open", e))?;
+        set_mode_and_times(d.as_fd(), st, e)?;
+    }
     let st = rfs::fstat(src).map_err(fail("stat", entry))?;
     apply_meta(src.as_fd(), dst.as_fd(), &st, entry)
 }
@@ -170,15 +273,36 @@ fn fail<'a>(op: &'static str, entry: &'a str) -> impl FnOnce(Errno) -> SeedError
     move |e| SeedError::Copy { op, entry: entry.to_string(), source: e.into() }
 }
 
-struct Copier<'a> {
+/// The regular files of one directory, for a copier thread.
+struct Batch {
+    src: Arc<OwnedFd>,
+    dst: Arc<OwnedFd>,
+    files: Vec<(std::ffi::CString, Stat, String)>,
+}
+
+impl Batch {
+    fn copy(&self) -> Result<()> {
+        for (name, st, entry) in &self.files {
+            copy_file(self.src.as_fd(), self.dst.as_fd(), name, st, entry)?;
+        }
+        Ok(())
+    }
+}
+
+struct Walker<'a> {
     dst_root: BorrowedFd<'a>,
     /// Source (dev, ino) of hard-linked files copied so far → their path under dst_root.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Directories made, in creation order, for their modes and times at the end.
+    dirs: Vec<(PathBuf, Stat, String)>,
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    failed: &'a std::sync::Mutex<Option<SeedError>>,
 }
 
-impl Copier<'_> {
-    fn copy_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path, entry: &str) -> Result<()> {
-        let dir = rfs::Dir::read_from(src).map_err(fail("read dir", entry))?;
+impl Walker<'_> {
+    fn copy_dir(&mut self, src: Arc<OwnedFd>, dst: Arc<OwnedFd>, rel: &Path, entry: &str) -> Result<()> {
+        let dir = rfs::Dir::read_from(&*src).map_err(fail("read dir", entry))?;
+        let mut batch = Vec::new();
         for ent in dir {
             let ent = ent.map_err(fail("read dir", entry))?;
             let name: &CStr = ent.file_name();
@@ -187,59 +311,63 @@ impl Copier<'_> {
             }
             let child_rel = rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
             let child_entry = format!("{entry}/{}", child_rel.display());
-            self.copy_entry(src, dst, name, &child_rel, &child_entry)?;
+            let st = rfs::statat(&*src, name, AtFlags::SYMLINK_NOFOLLOW).map_err(fail("stat", &child_entry))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1 {
+                batch.push((name.to_owned(), st, child_entry));
+            } else {
+                self.copy_entry(&src, &dst, name, &st, &child_rel, &child_entry)?;
+            }
+            if self.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            // A send fails only if every copier has ended, which they do only when the
+            // channel closes: not while we hold it.
+            let _ = self.tx.send(Batch { src, dst, files: batch });
         }
         Ok(())
     }
 
-    fn copy_entry(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, name: &CStr, rel: &Path, entry: &str) -> Result<()> {
-        let st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW).map_err(fail("stat", entry))?;
+    fn copy_entry(&mut self, src: &Arc<OwnedFd>, dst: &Arc<OwnedFd>, name: &CStr, st: &Stat, rel: &Path, entry: &str) -> Result<()> {
+        let (src_fd, dst_fd) = (src.as_fd(), dst.as_fd());
         let ft = FileType::from_raw_mode(st.st_mode);
         let key = (st.st_dev, st.st_ino);
         if ft != FileType::Directory && st.st_nlink > 1 {
             if let Some(first) = self.links.get(&key) {
-                return rfs::linkat(self.dst_root, first.as_path(), dst, name, AtFlags::empty()).map_err(fail("link", entry));
+                return rfs::linkat(self.dst_root, first.as_path(), dst_fd, name, AtFlags::empty()).map_err(fail("link", entry));
             }
         }
         match ft {
             FileType::Directory => {
-                rfs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(fail("create directory", entry))?;
-                let s = open_dir(src, name.to_bytes()).map_err(fail("open", entry))?;
-                let d = open_dir(dst, name.to_bytes()).map_err(fail("open", entry))?;
-                self.copy_dir(s.as_fd(), d.as_fd(), rel, entry)?;
-                // After the children: creating them changed the directory's times.
-                apply_meta(s.as_fd(), d.as_fd(), &st, entry)?;
+                rfs::mkdirat(dst_fd, name, Mode::from_raw_mode(0o700)).map_err(fail("create directory", entry))?;
+                let s = open_dir(src_fd, name.to_bytes()).map_err(fail("open", entry))?;
+                let d = open_dir(dst_fd, name.to_bytes()).map_err(fail("open", entry))?;
+                // Owner and xattrs now (they leave mtime alone); mode and times once the
+                // children are all in.
+                rfs::fchown(&d, Some(uid(st)), Some(gid(st))).map_err(fail("chown", entry))?;
+                copy_xattrs(s.as_fd(), d.as_fd(), entry)?;
+                self.dirs.push((rel.to_path_buf(), *st, entry.to_string()));
+                self.copy_dir(Arc::new(s), Arc::new(d), rel, entry)?;
             }
-            FileType::RegularFile => {
-                let s = rfs::openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(fail("open", entry))?;
-                let d = rfs::openat(
-                    dst,
-                    name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(fail("create", entry))?;
-                copy_data(&s, &d).map_err(|e| SeedError::Copy { op: "copy", entry: entry.to_string(), source: e })?;
-                apply_meta(s.as_fd(), d.as_fd(), &st, entry)?;
-            }
+            FileType::RegularFile => copy_file(src_fd, dst_fd, name, st, entry)?,
             FileType::Symlink => {
-                let target = rfs::readlinkat(src, name, Vec::new()).map_err(fail("read link", entry))?;
-                rfs::symlinkat(target.as_c_str(), dst, name).map_err(fail("create symlink", entry))?;
-                rfs::chownat(dst, name, Some(uid(&st)), Some(gid(&st)), AtFlags::SYMLINK_NOFOLLOW)
+                let target = rfs::readlinkat(src_fd, name, Vec::new()).map_err(fail("read link", entry))?;
+                rfs::symlinkat(target.as_c_str(), dst_fd, name).map_err(fail("create symlink", entry))?;
+                rfs::chownat(dst_fd, name, Some(uid(st)), Some(gid(st)), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(fail("chown", entry))?;
-                rfs::utimensat(dst, name, &times(&st), AtFlags::SYMLINK_NOFOLLOW).map_err(fail("set times", entry))?;
+                rfs::utimensat(dst_fd, name, &times(st), AtFlags::SYMLINK_NOFOLLOW).map_err(fail("set times", entry))?;
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice | FileType::Socket => {
-                rfs::mknodat(dst, name, ft, Mode::from_raw_mode(0o600), st.st_rdev).map_err(fail("create node", entry))?;
-                rfs::chownat(dst, name, Some(uid(&st)), Some(gid(&st)), AtFlags::SYMLINK_NOFOLLOW)
+                rfs::mknodat(dst_fd, name, ft, Mode::from_raw_mode(0o600), st.st_rdev).map_err(fail("create node", entry))?;
+                rfs::chownat(dst_fd, name, Some(uid(st)), Some(gid(st)), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(fail("chown", entry))?;
                 // We made this node a moment ago in a directory only we write to, so it is
                 // not a symlink and chmodat may follow it. No xattrs: reading them needs an
                 // open, which on a device could have side effects.
-                rfs::chmodat(dst, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())
+                rfs::chmodat(dst_fd, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())
                     .map_err(fail("chmod", entry))?;
-                rfs::utimensat(dst, name, &times(&st), AtFlags::SYMLINK_NOFOLLOW).map_err(fail("set times", entry))?;
+                rfs::utimensat(dst_fd, name, &times(st), AtFlags::SYMLINK_NOFOLLOW).map_err(fail("set times", entry))?;
             }
             FileType::Unknown => tracing::warn!(entry, "unknown file type in image; not copied"),
         }
@@ -248,6 +376,21 @@ impl Copier<'_> {
         }
         Ok(())
     }
+}
+
+fn copy_file(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, name: &CStr, st: &Stat, entry: &str) -> Result<()> {
+    let s = rfs::openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(fail("open", entry))?;
+    let d = rfs::openat(
+        dst,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(fail("create", entry))?;
+    if st.st_size > 0 {
+        copy_data(&s, &d).map_err(|e| SeedError::Copy { op: "copy", entry: entry.to_string(), source: e })?;
+    }
+    apply_meta(s.as_fd(), d.as_fd(), st, entry)
 }
 
 fn uid(st: &Stat) -> rustix::fs::Uid {
@@ -267,8 +410,12 @@ fn times(st: &Stat) -> Timestamps {
 /// Owner, then mode (chown clears setuid/setgid), then xattrs, then times.
 fn apply_meta(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &Stat, entry: &str) -> Result<()> {
     rfs::fchown(dst, Some(uid(st)), Some(gid(st))).map_err(fail("chown", entry))?;
-    rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(fail("chmod", entry))?;
     copy_xattrs(src, dst, entry)?;
+    set_mode_and_times(dst, st, entry)
+}
+
+fn set_mode_and_times(dst: BorrowedFd<'_>, st: &Stat, entry: &str) -> Result<()> {
+    rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(fail("chmod", entry))?;
     rfs::futimens(dst, &times(st)).map_err(fail("set times", entry))
 }
 

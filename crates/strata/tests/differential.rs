@@ -157,3 +157,80 @@ fn containers_match_docker() {
     let oh = s.ok(&["ps", "--filter", "name=nothing-matches"]);
     assert_eq!(oh, dh);
 }
+
+#[test]
+fn mounts_in_inspect_match_docker() {
+    if !reference_docker() {
+        eprintln!("skipped: the reference docker is not running");
+        return;
+    }
+    let s = Strata::new();
+    let tag = format!("strata-diff-m:{}", std::process::id());
+    let _guard = DockerTag(tag.clone());
+    docker_ok(&["import", "-c", "VOLUME /img", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    s.ok(&["import", "-c", "VOLUME /img", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path().display().to_string();
+    let pid = std::process::id();
+    let (v1, v2, v3) = (format!("sdm1-{pid}"), format!("sdm2-{pid}"), format!("sdm3-{pid}"));
+    let specs: Vec<String> = vec![
+        "-v".into(), format!("{h}:/a"),
+        "-v".into(), format!("{h}:/b:ro"),
+        "-v".into(), format!("{h}:/c:rshared"),
+        "-v".into(), format!("{v1}:/d"),
+        "-v".into(), format!("{v2}:/e:ro,nocopy"),
+        "-v".into(), "/f".into(),
+        "--mount".into(), format!("type=bind,src={h},dst=/g,readonly"),
+        "--mount".into(), format!("type=volume,src={v3},dst=/h"),
+        "--mount".into(), "type=volume,dst=/i".into(),
+        "--mount".into(), "type=tmpfs,dst=/j".into(),
+        "--tmpfs".into(), "/k".into(),
+    ];
+    let name = format!("strata-diff-mounts-{pid}");
+    let mut args = vec!["create", "--name", name.as_str()];
+    args.extend(specs.iter().map(String::as_str));
+    args.push(&tag);
+    docker_ok(&args);
+    s.ok(&args);
+    let norm = |v: &Value| -> Vec<Value> {
+        let mut ms = v.as_array().unwrap().clone();
+        for m in &mut ms {
+            let m = m.as_object_mut().unwrap();
+            // Host paths of volumes and anonymous names differ by engine; their shape not.
+            if m["Type"] == "volume" {
+                let src = m["Source"].as_str().unwrap().to_string();
+                assert!(src.ends_with("/_data"), "{src}");
+                m.insert("Source".into(), Value::from("<volume>/_data"));
+                let n = m["Name"].as_str().unwrap().to_string();
+                if n.len() == 64 {
+                    m.insert("Name".into(), Value::from("<anonymous>"));
+                }
+            }
+        }
+        ms.sort_by_key(|m| m["Destination"].as_str().unwrap().to_string());
+        ms
+    };
+    let fmt = "{{json .Mounts}}";
+    let d: Value = serde_json::from_str(&docker_ok(&["inspect", "-f", fmt, &name])).unwrap();
+    let o: Value = serde_json::from_str(&s.ok(&["inspect", "-f", fmt, &name])).unwrap();
+    // Binds in any order: the docker CLI builds them from a Go map.
+    let binds = |out: String| -> Vec<String> {
+        let mut b: Vec<String> = serde_json::from_str(&out).unwrap();
+        b.sort();
+        b
+    };
+    let (db, ob) = (binds(docker_ok(&["inspect", "-f", "{{json .HostConfig.Binds}}", &name])), binds(s.ok(&["inspect", "-f", "{{json .HostConfig.Binds}}", &name])));
+    let hc = "{{json .HostConfig.Tmpfs}} {{json .Config.Volumes}}";
+    let dh = docker_ok(&["inspect", "-f", hc, &name]);
+    let oh = s.ok(&["inspect", "-f", hc, &name]);
+    let _ = docker(&["rm", "-fv", &name]);
+    let _ = docker(&["volume", "rm", &v1, &v2, &v3]);
+    let (d, o) = (norm(&d), norm(&o));
+    assert_eq!(o.len(), d.len(), "strata {o:#?}\ndocker {d:#?}");
+    for (om, dm) in o.iter().zip(&d) {
+        assert_eq!(om, dm, "mount {}", dm["Destination"]);
+    }
+    assert_eq!(ob, db);
+    assert_eq!(ob, db);
+    assert_eq!(oh, dh);
+}

@@ -74,7 +74,7 @@ fn import_changes_message_and_errors() {
     let cfg = s.ok(&["inspect", "-f", "{{json .Config}}", "t2:x"]);
     assert_eq!(
         cfg.trim(),
-        r#"{"User":"nobody","ExposedPorts":{"80/tcp":{},"53/udp":{}},"Env":["A=1","B=x y"],"Entrypoint":["/bin/sh","-c","/bin/sh -c"],"Cmd":["sh"],"Volumes":{"/data":{}},"WorkingDir":"/tmp","Labels":{"a":"b"},"StopSignal":"SIGINT","OnBuild":null}"#
+        r#"{"User":"nobody","ExposedPorts":{"53/udp":{},"80/tcp":{}},"Env":["A=1","B=x y"],"Entrypoint":["/bin/sh","-c","/bin/sh -c"],"Cmd":["sh"],"Volumes":{"/data":{}},"WorkingDir":"/tmp","Labels":{"a":"b"},"StopSignal":"SIGINT","OnBuild":null}"#
     );
     assert_eq!(s.ok(&["inspect", "-f", "{{.Comment}}", "t2:x"]).trim(), "hello");
     let hist = s.ok(&["history", "t2:x"]);

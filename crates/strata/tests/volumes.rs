@@ -102,3 +102,67 @@ fn data_only_containers_and_volumes_from() {
     s.ok(&["rm", "-v", "data"]);
     assert!(!s.ok(&["volume", "ls", "-q"]).contains(&name));
 }
+
+/// Unmounts a test's host mount when dropped, failure or not.
+struct HostMount(std::path::PathBuf);
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn read_only_binds_are_read_only_all_the_way_down() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    let host = s.root.join("host-ro");
+    let sub = host.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status().unwrap().success());
+    let _guard = HostMount(sub.clone());
+    let bind = format!("{}:/ro:ro", host.display());
+    // The bind's own root and the mount below it: both read-only, as Docker 25+ makes them.
+    for path in ["/ro/top", "/ro/sub/below"] {
+        let out = s.run(&["run", "--rm", "-v", &bind, "busybox", "touch", path]);
+        assert_ne!(out.status.code(), Some(0), "{path} writable");
+        assert!(stderr(&out).contains("Read-only file system"), "{path}: {}", stderr(&out));
+    }
+    assert!(!sub.join("below").exists());
+    // Without :ro the submount stays writable through the bind.
+    let rw = format!("{}:/rw", host.display());
+    s.ok(&["run", "--rm", "-v", &rw, "busybox", "touch", "/rw/sub/below"]);
+    assert!(sub.join("below").exists());
+}
+
+#[test]
+fn volume_subpaths_mount_part_of_a_volume_resolved_inside_it() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["volume", "create", "sv"]);
+    // A container fills the volume, including links that point out of it.
+    s.ok(&["run", "--rm", "-v", "sv:/v", "busybox", "sh", "-c",
+        "mkdir -p /v/sub/inner /v/empty && echo x > /v/sub/inner/f && echo y > /v/file && ln -s /etc /v/esc && ln -s ../../../../.. /v/up"]);
+    let mount = |sub: &str, dst: &str| format!("type=volume,src=sv,dst={dst},volume-subpath={sub}");
+    assert_eq!(s.ok(&["run", "--rm", "--mount", &mount("sub", "/x"), "busybox", "cat", "/x/inner/f"]), "x\n");
+    assert_eq!(s.ok(&["run", "--rm", "--mount", &mount("file", "/f"), "busybox", "cat", "/f"]), "y\n");
+    // Writes land in the subpath.
+    s.ok(&["run", "--rm", "--mount", &mount("sub/inner", "/w"), "busybox", "sh", "-c", "echo z > /w/new"]);
+    assert_eq!(s.ok(&["run", "--rm", "-v", "sv:/v", "busybox", "cat", "/v/sub/inner/new"]), "z\n");
+    // `esc -> /etc` resolves inside the volume (where there is no etc), never to the host.
+    let out = s.run(&["run", "--rm", "--mount", &mount("esc", "/x"), "busybox", "ls", "/x"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("subpath esc"), "{}", stderr(&out));
+    // `up -> ../../..` stops at the volume's root.
+    let ls = s.ok(&["run", "--rm", "--mount", &mount("up", "/x"), "busybox", "ls", "/x"]);
+    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), ["empty", "esc", "file", "sub", "up"], "{ls}");
+    // A missing subpath is an error at start, and bad ones at create.
+    let out = s.run(&["run", "--rm", "--mount", &mount("nope", "/x"), "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("subpath nope") && stderr(&out).contains("no such file or directory"), "{}", stderr(&out));
+    let out = s.run(&["create", "--mount", &mount("../x", "/x"), "busybox"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("subpath must be a relative path within the volume"), "{}", stderr(&out));
+    // An empty subpath directory is seeded from the image, as docker seeds it.
+    assert_eq!(s.ok(&["run", "--rm", "--mount", &mount("empty", "/etc"), "busybox", "sh", "-c", "test -s /etc/passwd && echo seeded"]), "seeded\n");
+    assert_eq!(s.ok(&["run", "--rm", "-v", "sv:/v", "busybox", "sh", "-c", "test -s /v/empty/passwd && echo kept"]), "kept\n");
+}

@@ -254,21 +254,26 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
             _ => (spec, None),
         };
         let Ok(src) = engine.container(name) else { continue };
-        for (mut m, _) in super::inspect::recorded_mounts(&src) {
+        for (mut m, from_v) in super::inspect::recorded_mounts(&src) {
             if mounts.iter().any(|(x, _)| x.destination == m.destination) || c.volume_mounts.iter().any(|v| v.destination == m.destination) {
                 continue;
             }
             if let Some(md) = mode {
                 m.read_only = md == "ro";
             }
-            mounts.push((m, false));
+            mounts.push((m, from_v));
         }
     }
     for (m, from_v) in mounts {
         match m.typ {
             Some(super::mountspec::MountType::Bind) => {
-                if from_v && !Path::new(&m.source).exists() {
-                    std::fs::create_dir_all(&m.source).map_err(|e| (125, format!("error while creating mount source path '{}': {e}", m.source)))?;
+                if !Path::new(&m.source).exists() {
+                    if !from_v {
+                        // docker checks `--mount` binds again at start: the source may
+                        // have gone since create.
+                        return Err((125, format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
+                    }
+                    std::fs::create_dir_all(&m.source).map_err(|e| (125, format!("error while creating mount source path '{}': mkdir {}: {}", m.source, m.source, strata_store::os_text(&e))))?;
                 }
                 binds.push(BindMount { source: PathBuf::from(&m.source), destination: m.destination.clone(), readonly: m.read_only });
             }
@@ -292,13 +297,23 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     // image on the first start unless `nocopy` — the rootfs is mounted here, in the
     // supervisor's namespace, so the image's content is read inside its own root.
     let mut seeded = false;
-    for v in &c.volume_mounts {
+    for (i, v) in c.volume_mounts.iter().enumerate() {
         let path = engine.volumes().mount(&v.name).map_err(|e| (125, e.to_string()))?;
-        if v.seed {
-            strata_volume::seed(&path, rootfs, Path::new(&v.destination)).map_err(|e| (125, format!("volume {}: {e}", v.name)))?;
-            seeded = true;
-        }
-        binds.push(BindMount { source: path, destination: v.destination.clone(), readonly: v.read_only });
+        let verr = |e: strata_volume::SeedError| (125, format!("volume {}: {e}", v.name));
+        let source = if v.subpath.is_empty() {
+            if v.seed {
+                strata_volume::seed(&path, rootfs, Path::new(&v.destination)).map_err(verr)?;
+            }
+            path
+        } else {
+            let fd = strata_volume::open_subpath(&path, &v.subpath).map_err(verr)?;
+            if v.seed && rustix::fs::fstat(&fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir()) {
+                strata_volume::seed_subpath(&fd, &v.subpath, rootfs, Path::new(&v.destination)).map_err(verr)?;
+            }
+            pin_subpath(&engine.container_dir(&c.id), i, &fd).map_err(|e| (125, format!("volume {}: subpath {}: {e}", v.name, v.subpath)))?
+        };
+        seeded |= v.seed;
+        binds.push(BindMount { source, destination: v.destination.clone(), readonly: v.read_only });
     }
     if seeded {
         let done: Vec<super::VolumeMount> = c.volume_mounts.iter().cloned().map(|mut v| {
@@ -310,6 +325,21 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     for (d, opts) in hc.get("Tmpfs").and_then(Value::as_object).into_iter().flatten() {
         let o = opts.as_str().unwrap_or("").split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();
         tmpfs.push(TmpfsMount { destination: d.clone(), options: o });
+    }
+    // Destinations through the image's symlinks resolve inside the root, as runc's
+    // securejoin does (the executor refuses a path through a dangling one). One below
+    // another mount is left to the runtime: the image is not what it will see there.
+    let dests: Vec<String> = binds.iter().map(|b| b.destination.clone()).chain(tmpfs.iter().map(|t| t.destination.clone())).collect();
+    let under_another = |d: &str| dests.iter().any(|o| o.as_str() != d && d.starts_with(&format!("{}/", o.trim_end_matches('/'))));
+    for b in &mut binds {
+        if !under_another(&b.destination) {
+            b.destination = resolve_in_root(rootfs, &b.destination);
+        }
+    }
+    for t in &mut tmpfs {
+        if !under_another(&t.destination) {
+            t.destination = resolve_in_root(rootfs, &t.destination);
+        }
     }
     let int = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v > 0);
     let init = hc.get("Init").and_then(Value::as_bool).unwrap_or(false);
@@ -359,3 +389,97 @@ impl Engine {
     }
 }
 
+/// Binds the resolved subpath (an `O_PATH` fd) onto `<container>/subpath-<i>` in the
+/// supervisor's private mount namespace, and returns that path for the runtime to
+/// bind: the runtime then mounts the very object that was resolved inside the volume,
+/// even if a container sharing the volume swaps a path component for a symlink after
+/// the check (the race behind CVE-2021-30465).
+fn pin_subpath(container_dir: &Path, i: usize, fd: &std::os::fd::OwnedFd) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let pin = container_dir.join(format!("subpath-{i}"));
+    let is_dir = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd)?.st_mode).is_dir();
+    match std::fs::symlink_metadata(&pin) {
+        Ok(_) => {
+            // A restart of this supervisor: what was pinned before goes first.
+            while rustix::mount::unmount(&pin, rustix::mount::UnmountFlags::DETACH).is_ok() {}
+            let was_dir = std::fs::symlink_metadata(&pin)?.is_dir();
+            if was_dir != is_dir {
+                if was_dir { std::fs::remove_dir(&pin)? } else { std::fs::remove_file(&pin)? }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if !pin.exists() {
+        if is_dir {
+            std::fs::create_dir(&pin)?;
+        } else {
+            std::fs::File::create(&pin)?;
+        }
+    }
+    rustix::mount::mount_bind(format!("/proc/self/fd/{}", fd.as_raw_fd()), &pin)?;
+    Ok(pin)
+}
+
+/// `dest` (absolute, in the container) with every symlink in it resolved inside `rootfs`:
+/// an absolute link target starts again at the root and `..` stops there, so the result
+/// always names a path under the root (securejoin's rules). Missing components are kept
+/// as they are. Unchanged when no symlink is met.
+fn resolve_in_root(rootfs: &Path, dest: &str) -> String {
+    use std::collections::VecDeque;
+    let split = |p: &str| p.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect::<VecDeque<_>>();
+    let mut pending = split(dest);
+    let mut cur: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let host = rootfs.join(cur.join("/")).join(&c);
+        match std::fs::symlink_metadata(&host) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                let Ok(target) = std::fs::read_link(&host) else { return dest.to_string() };
+                if links > 255 {
+                    return dest.to_string();
+                }
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                let mut next = split(&target);
+                next.extend(pending);
+                pending = next;
+            }
+            _ => cur.push(c),
+        }
+    }
+    if links == 0 {
+        return dest.to_string();
+    }
+    format!("/{}", cur.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_in_root;
+
+    #[test]
+    fn destinations_resolve_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("real/dir")).unwrap();
+        std::os::unix::fs::symlink("../../../../../host/x", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("/target/y", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("real", r.join("rel")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(resolve_in_root(r, "/real/dir"), "/real/dir");
+        assert_eq!(resolve_in_root(r, "/missing/a"), "/missing/a");
+        assert_eq!(resolve_in_root(r, "/up"), "/host/x");
+        assert_eq!(resolve_in_root(r, "/up/sub"), "/host/x/sub");
+        assert_eq!(resolve_in_root(r, "/abs/z"), "/target/y/z");
+        assert_eq!(resolve_in_root(r, "/rel/dir"), "/real/dir");
+        assert_eq!(resolve_in_root(r, "/loop/x"), "/loop/x");
+    }
+}

@@ -67,6 +67,9 @@ pub struct VolumeMount {
     pub anonymous: bool,
     /// Copy the image's content in on first start (false for `nocopy`, and after it ran).
     pub seed: bool,
+    /// `volume-subpath`: the directory (or file) inside the volume that is mounted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -521,6 +524,7 @@ impl Engine {
         for v in &o.volumes {
             vols.insert(mountspec::clean(std::path::Path::new(v)), json!({}));
         }
+        vols.sort_keys(); // a Go map: docker prints it sorted
         config.insert("Volumes".into(), if vols.is_empty() { Value::Null } else { Value::Object(vols.clone()) });
         config.insert("WorkingDir".into(), json!(o.workdir.clone().unwrap_or_else(|| img_cfg.get("WorkingDir").and_then(Value::as_str).unwrap_or("").to_string())));
         config.insert("Entrypoint".into(), json!(entrypoint));
@@ -659,7 +663,15 @@ impl Engine {
                 vs.add_ref(&v.name, id).map_err(verr)?;
                 let read_only = match mode { Some("ro") => true, Some(_) => false, None => v.read_only };
                 // Inherited volumes belong to their source: `rm -v` here keeps them.
-                out.push(VolumeMount { name: v.name.clone(), destination: v.destination.clone(), read_only, mode: String::new(), anonymous: false, seed: false });
+                out.push(VolumeMount {
+                    name: v.name.clone(),
+                    destination: v.destination.clone(),
+                    read_only,
+                    mode: String::new(),
+                    anonymous: false,
+                    seed: false,
+                    subpath: v.subpath.clone(),
+                });
             }
         }
         for m in planned.iter().filter(|m| m.typ == Some(MountType::Volume)) {
@@ -673,9 +685,12 @@ impl Engine {
                 name: v.name,
                 destination: m.destination.clone(),
                 read_only: m.read_only,
-                mode: if anonymous { m.mode.clone() } else if m.mode.is_empty() { "z".into() } else { m.mode.clone() },
+                // setBindModeIfNull: local volumes from Binds or Mounts (anonymous
+                // `--mount` ones too; `-v /p` is not planned here) show Mode "z".
+                mode: if m.mode.is_empty() && v.driver == "local" { "z".into() } else { m.mode.clone() },
                 anonymous,
                 seed: !m.nocopy,
+                subpath: m.volume_subpath.clone(),
             });
         }
         for p in anon_paths {
@@ -685,7 +700,7 @@ impl Engine {
             }
             let v = vs.create(None, None, Default::default(), Default::default()).map_err(verr)?;
             vs.add_ref(&v.name, id).map_err(verr)?;
-            out.push(VolumeMount { name: v.name, destination: p, read_only: false, mode: String::new(), anonymous: true, seed: true });
+            out.push(VolumeMount { name: v.name, destination: p, read_only: false, mode: String::new(), anonymous: true, seed: true, subpath: String::new() });
         }
         self.set_volume_mounts(id, &out)
     }
@@ -707,7 +722,8 @@ impl Engine {
             .volume_mounts
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.seed)
+            // A subpath may not exist yet: it is resolved, and seeded, when the container starts.
+            .filter(|(_, v)| v.seed && v.subpath.is_empty())
             .filter_map(|(i, v)| self.volumes.get(&v.name).ok().filter(|x| x.options.is_empty()).map(|x| (i, x.mountpoint)))
             .collect();
         if plain.is_empty() {
@@ -716,31 +732,47 @@ impl Engine {
         let mounts = self.snapshotter().mounts(&format!("{id}-init"))?;
         let target = self.container_dir(id).join("seed-view");
         std::fs::create_dir_all(&target).map_err(|e| EngineError::io("create", &target, e))?;
-        let jobs: Vec<(std::path::PathBuf, String)> = plain.iter().map(|(i, p)| (p.clone(), c.volume_mounts[*i].destination.clone())).collect();
+        let jobs: Vec<(std::path::PathBuf, String, String)> =
+            plain.iter().map(|(i, p)| (p.clone(), c.volume_mounts[*i].destination.clone(), c.volume_mounts[*i].name.clone())).collect();
+        // The child's error comes back through a pipe, so a full disk is reported as
+        // one (docker: "failed to copy files: ... no space left on device").
+        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", &target, e.into()))?;
         // SAFETY: the CLI is single-threaded here; the child only mounts, copies and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let ok = (|| -> std::io::Result<()> {
+            drop(rd);
+            let ok = (|| -> std::result::Result<(), String> {
                 // SAFETY: unshare on this (child) process only.
                 if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-                    return Err(std::io::Error::last_os_error());
+                    return Err(format!("unshare: {}", strata_store::os_text(&std::io::Error::last_os_error())));
                 }
-                rustix::mount::mount_change("/", rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE)?;
-                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, &mounts, &target)?;
-                for (data, dest) in &jobs {
-                    strata_volume::seed(data, &target, std::path::Path::new(dest)).map_err(std::io::Error::other)?;
+                let private = rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE;
+                rustix::mount::mount_change("/", private).map_err(|e| format!("mount: {}", strata_store::os_text(&e.into())))?;
+                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, &mounts, &target)
+                    .map_err(|e| format!("mount image view: {}", strata_store::os_text(&e)))?;
+                for (data, dest, name) in &jobs {
+                    strata_volume::seed(data, &target, std::path::Path::new(dest)).map_err(|e| format!("volume {name}: {e}"))?;
                 }
                 Ok(())
             })();
+            if let Err(msg) = &ok {
+                let _ = rustix::io::write(&wr, msg.as_bytes());
+            }
             // SAFETY: leave without running the parent's destructors.
             unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) };
         }
+        drop(wr);
+        let mut msg = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         let _ = std::fs::remove_dir(&target);
         if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-            return Err(EngineError::Invalid(format!("container {id}: copying image content into its volumes failed")));
+            if msg.is_empty() {
+                msg = format!("container {id}: the seeding process died");
+            }
+            return Err(EngineError::Invalid(format!("failed to copy files: {msg}")));
         }
         let mut vm = c.volume_mounts.clone();
         for (i, _) in &plain {

@@ -33,6 +33,12 @@ pub enum WhiteoutMode {
     Overlay,
     /// Into deletions, for a layer applied onto a full copy of its parent.
     Delete,
+    /// Into nothing: the tar is a self-contained tree (a volume's content), not a layer,
+    /// and a `.wh.` name is an ordinary file. Such a tree has no lower layer whose
+    /// symlinks an entry could legitimately reach through (usr-merge's `lib -> usr/lib`),
+    /// and `write_tree_tar` never emits such an entry, so an entry whose parent path or
+    /// hardlink target passes through a symlink is refused rather than resolved.
+    Plain,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -218,17 +224,16 @@ fn file_type(mode: impl Into<u32>) -> FileType {
     FileType::from_raw_mode(mode.into() as _)
 }
 
-fn open_in_root(root: &OwnedFd, path: &[u8]) -> Result<OwnedFd, Errno> {
+fn open_in_root(root: &OwnedFd, path: &[u8], mode: WhiteoutMode) -> Result<OwnedFd, Errno> {
     let path = if path.is_empty() { &b"."[..] } else { path };
+    let resolve = match mode {
+        // ELOOP on any symlink: a plain tree's entries never go through one.
+        WhiteoutMode::Plain => ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        WhiteoutMode::Overlay | WhiteoutMode::Delete => ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    };
     let mut tries = 0;
     loop {
-        match rfs::openat2(
-            root,
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
+        match rfs::openat2(root, path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), resolve) {
             // RESOLVE_IN_ROOT gives up with EAGAIN when a rename races the walk.
             Err(Errno::AGAIN) if tries < 16 => tries += 1,
             other => return other,
@@ -265,7 +270,8 @@ impl Applier {
         }
         let raw = entry.path_bytes().into_owned();
         let comps = normalize(&raw).map_err(|reason| LayerError::invalid(name, reason))?;
-        if comps.iter().any(|c| c.starts_with(AUFS_META_PREFIX) && *c != OPAQUE_MARKER) {
+        let layer = self.mode != WhiteoutMode::Plain;
+        if layer && comps.iter().any(|c| c.starts_with(AUFS_META_PREFIX) && *c != OPAQUE_MARKER) {
             return Ok(());
         }
         // v7 tars mark directories with a plain-file type and a trailing slash.
@@ -282,7 +288,7 @@ impl Applier {
             return Ok(());
         };
 
-        if let Some(target) = base.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(target) = base.strip_prefix(WHITEOUT_PREFIX).filter(|_| layer) {
             self.stats.entries += 1;
             if base == OPAQUE_MARKER {
                 return self.opaque(parent, name);
@@ -361,12 +367,15 @@ impl Applier {
     /// is set, otherwise `None` is returned.
     fn resolve_dir(&mut self, comps: &[&[u8]], create: bool, entry: &str) -> Result<Option<OwnedFd>, LayerError> {
         let path = join(comps);
-        match open_in_root(&self.root, &path) {
+        match open_in_root(&self.root, &path, self.mode) {
             Ok(fd) => Ok(Some(fd)),
             Err(Errno::NOENT) if create => self.create_dirs(comps, entry).map(Some),
             Err(Errno::NOENT | Errno::NOTDIR) if !create => Ok(None),
             Err(Errno::NOTDIR) => {
                 Err(LayerError::invalid(entry, format!("parent {:?} is not a directory", lossy(&path))))
+            }
+            Err(Errno::LOOP) if self.mode == WhiteoutMode::Plain => {
+                Err(LayerError::invalid(entry, format!("path {:?} goes through a symlink", lossy(&path))))
             }
             Err(Errno::LOOP) => Err(LayerError::invalid(entry, "too many levels of symbolic links in the parent path")),
             Err(e) => Err(LayerError::apply(entry, "open parent directory")(e.into())),
@@ -382,7 +391,7 @@ impl Applier {
         let mut todo: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
         // Only real directories, so `..` can be taken textually.
         let mut done: Vec<Vec<u8>> = Vec::new();
-        let mut cur = open_in_root(&self.root, b"").map_err(open_err)?;
+        let mut cur = open_in_root(&self.root, b"", self.mode).map_err(open_err)?;
         let mut links = 0;
         while let Some(c) = todo.pop_front() {
             if c.is_empty() || c == b"." {
@@ -390,12 +399,20 @@ impl Applier {
             }
             if c == b".." {
                 done.pop();
-                cur = open_in_root(&self.root, &join(&done)).map_err(open_err)?;
+                cur = open_in_root(&self.root, &join(&done), self.mode).map_err(open_err)?;
                 continue;
             }
             match rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => match file_type(st.st_mode) {
                     FileType::Directory => {}
+                    FileType::Symlink if self.mode == WhiteoutMode::Plain => {
+                        let mut shown = done.clone();
+                        shown.push(c);
+                        return Err(LayerError::invalid(
+                            entry,
+                            format!("path {:?} goes through a symlink", lossy(&join(&shown))),
+                        ));
+                    }
                     FileType::Symlink => {
                         links += 1;
                         if links > MAX_SYMLINKS {
@@ -409,7 +426,7 @@ impl Applier {
                             .into_bytes();
                         if target.starts_with(b"/") {
                             done.clear();
-                            cur = open_in_root(&self.root, b"").map_err(open_err)?;
+                            cur = open_in_root(&self.root, b"", self.mode).map_err(open_err)?;
                         }
                         for part in target.split(|b| *b == b'/').rev() {
                             todo.push_front(part.to_vec());
@@ -691,6 +708,7 @@ impl Applier {
                 Some(dir) => self.clear(dir.as_fd(), target, entry),
                 None => Ok(()),
             },
+            WhiteoutMode::Plain => unreachable!("plain trees have no whiteouts"),
         }
     }
 
@@ -705,6 +723,7 @@ impl Applier {
         match self.mode {
             WhiteoutMode::Overlay => rfs::fsetxattr(&dir, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(|e| LayerError::apply(entry, "mark directory opaque")(e.into())),
+            WhiteoutMode::Plain => unreachable!("plain trees have no opaque markers"),
             WhiteoutMode::Delete => {
                 let children = list_dir(&dir).map_err(LayerError::apply(entry, "list opaque directory"))?;
                 for child in children {
@@ -1266,6 +1285,59 @@ mod tests {
         let stats = run(&t.finish(), &root, WhiteoutMode::Delete).unwrap();
         assert_eq!(stats.entries, 4);
         assert_eq!(names(&root), ["kept"]);
+    }
+
+    #[test]
+    fn plain_mode_keeps_whiteout_names_as_files() {
+        let (_tmp, root) = setup();
+        let mut t = TarBuf::new();
+        t.file(".wh.gone", b"data", 0o644);
+        t.file("d/.wh..wh..opq", b"", 0o600);
+        t.file("d/.wh..wh.plnk", b"x", 0o644);
+        let stats = run(&t.finish(), &root, WhiteoutMode::Plain).unwrap();
+        assert_eq!(stats.entries, 3);
+        assert_eq!(fs::read(root.join(".wh.gone")).unwrap(), b"data");
+        assert_eq!(names(&root.join("d")), [".wh..wh..opq", ".wh..wh.plnk"]);
+        assert_eq!(get_xattr(&root.join("d"), "trusted.overlay.opaque"), None);
+    }
+
+    #[test]
+    fn plain_mode_refuses_entries_through_symlinks() {
+        type Build<'a> = &'a dyn Fn(&mut TarBuf);
+        let cases: &[(&str, Build)] = &[
+            ("evil/passwd", &|t| {
+                t.symlink("evil", "/etc");
+                t.file("evil/passwd", b"pwned", 0o644);
+            }),
+            ("up/x", &|t| {
+                t.symlink("up", "../../..");
+                t.file("up/x", b"pwned", 0o644);
+            }),
+            ("in/deeper/x", &|t| {
+                t.dir("real/", 0o755);
+                t.symlink("in", "real");
+                t.file("in/deeper/x", b"x", 0o644);
+            }),
+            ("l", &|t| {
+                t.file("real", b"x", 0o644);
+                t.symlink("dir", ".");
+                t.hardlink("l", "dir/real");
+            }),
+        ];
+        for (entry, build) in cases {
+            let (tmp, root) = setup();
+            let mut t = TarBuf::new();
+            build(&mut t);
+            expect_invalid(run(&t.finish(), &root, WhiteoutMode::Plain), entry, "goes through a symlink");
+            assert!(!tmp.path().join("x").exists() && !tmp.path().join("passwd").exists());
+        }
+        // Symlinks themselves are content, whatever they point at.
+        let (_tmp, root) = setup();
+        let mut t = TarBuf::new();
+        t.symlink("abs", "/etc/passwd");
+        t.symlink("rel", "../../x");
+        run(&t.finish(), &root, WhiteoutMode::Plain).unwrap();
+        assert_eq!(fs::read_link(root.join("abs")).unwrap(), Path::new("/etc/passwd"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! The three halves share one idea of what a layer is: the OCI/docker layer format
 //! with `.wh.` whiteouts, which on disk become overlayfs whiteouts (char device 0/0)
-//! and opaque directories (`trusted.overlay.opaque=y`).
+//! and opaque directories (`trusted.overlay.opaque=y`). Volumes reuse the same code
+//! for plain trees (`write_tree_tar`, `WhiteoutMode::Plain`), where `.wh.` means nothing.
 
 mod apply;
 mod changes;
@@ -18,7 +19,7 @@ mod testutil;
 pub use apply::{apply_tar, ApplyOptions, ApplyStats, WhiteoutMode};
 pub use changes::{changes, Change, ChangeKind};
 pub use error::LayerError;
-pub use write::{write_tar, WriteOptions};
+pub use write::{write_tar, write_tree_tar, WriteOptions};
 
 /// Prefix of a whiteout entry: `dir/.wh.name` deletes `dir/name`.
 pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";

@@ -133,26 +133,7 @@ pub(crate) fn lstat(path: &Path) -> rustix::fs::Stat {
     rustix::fs::lstat(path).unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()))
 }
 
-/// Runs `f` on its own thread inside a private mount namespace: mounts made there
-/// vanish with the thread and never propagate to the host. `None` when such a
-/// namespace cannot be had (not root, seccomp); callers skip then.
-pub(crate) fn in_private_mount_ns<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
-    std::thread::scope(|s| {
-        let joined = s
-            .spawn(|| {
-                // SAFETY: NEWNS (with the FS it implies) unshares this thread's mount
-                // namespace and cwd/root only; the fd table stays shared.
-                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.ok()?;
-                // Before anything is mounted: with shared propagation a mount here
-                // would show up on the host.
-                let private = rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC;
-                rustix::mount::mount_change("/", private).ok()?;
-                Some(f())
-            })
-            .join();
-        joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
+pub(crate) use strata_store::testutil::in_private_mount_ns;
 
 /// Runs `f` where `/etc` is an empty decoy directory (passed to `f`), so a test of an
 /// `-> /etc` symlink cannot reach the host's `/etc` even if the code under test is

@@ -32,6 +32,27 @@ pub struct WriteOptions {
 /// `.wh..wh..opq` entry. Symlinks are not followed and other filesystems mounted
 /// inside `dir` are not entered (their mount points appear as empty directories).
 pub fn write_tar<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<(), LayerError> {
+    write(dir, out, opts, Form::Layer)
+}
+
+/// Writes `dir` as a plain tree tar (a volume's content, read back with
+/// `WhiteoutMode::Plain`): no whiteout translation, so a 0/0 character device stays one,
+/// and the directory itself comes first as `./`, because a volume's top directory has
+/// an owner and mode of its own (seeding copies the image's). The other entries carry
+/// no `./` prefix, as `docker export` writes them. Otherwise as `write_tar`.
+pub fn write_tree_tar<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<(), LayerError> {
+    write(dir, out, opts, Form::Tree)
+}
+
+/// A separate entry point rather than a `WriteOptions` field: the options struct is
+/// built with literal syntax across the workspace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Layer,
+    Tree,
+}
+
+fn write<W: Write>(dir: &Path, out: W, opts: &WriteOptions, form: Form) -> Result<(), LayerError> {
     let root = lstatx(dir).map_err(LayerError::io("stat", dir))?;
     if file_type(&root) != FileType::Directory {
         return Err(LayerError::io("write layer from", dir)(io::Error::from_raw_os_error(libc::ENOTDIR)));
@@ -43,7 +64,11 @@ pub fn write_tar<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<()
         root_dev: (root.stx_dev_major, root.stx_dev_minor),
         links: HashMap::new(),
         buf: vec![0u8; 1 << 20],
+        form,
     };
+    if form == Form::Tree {
+        w.entry(dir, b"", b".", b".", &root)?;
+    }
 
     let mut stack = vec![Frame { host: dir.to_path_buf(), rel: Vec::new(), names: children(dir)? }];
     while let Some(top) = stack.last_mut() {
@@ -142,6 +167,7 @@ struct Writer<W: Write> {
     /// First path written for each multiply-linked inode.
     links: HashMap<(u32, u32, u64), Vec<u8>>,
     buf: Vec<u8>,
+    form: Form,
 }
 
 impl<W: Write> Writer<W> {
@@ -155,7 +181,9 @@ impl<W: Write> Writer<W> {
         st: &Statx,
     ) -> Result<bool, LayerError> {
         let ft = file_type(st);
-        let foreign = (st.stx_dev_major, st.stx_dev_minor) != self.root_dev || is_mount_root(st);
+        // A tree's own top directory may be a mount (a volume with driver options).
+        let top = self.form == Form::Tree && rel == b".";
+        let foreign = !top && ((st.stx_dev_major, st.stx_dev_minor) != self.root_dev || is_mount_root(st));
         let mode = u32::from(st.stx_mode) & 0o7777;
         // Docker truncates to whole seconds; before 1970 is clamped so the field stays
         // a plain octal number.
@@ -182,7 +210,7 @@ impl<W: Write> Writer<W> {
             if foreign {
                 return Ok(false);
             }
-            if is_opaque(host).map_err(LayerError::io("read xattrs of", host))? {
+            if self.form == Form::Layer && is_opaque(host).map_err(LayerError::io("read xattrs of", host))? {
                 let mut marker = rel.to_vec();
                 marker.push(b'/');
                 marker.extend_from_slice(OPAQUE_MARKER);
@@ -194,7 +222,7 @@ impl<W: Write> Writer<W> {
             // A file bind-mounted in (resolv.conf and the like) is the host's, not the layer's.
             return Ok(false);
         }
-        if is_whiteout(st) {
+        if self.form == Form::Layer && is_whiteout(st) {
             let mut marker = parent_rel.to_vec();
             if !marker.is_empty() {
                 marker.push(b'/');
@@ -652,6 +680,39 @@ mod tests {
 
         // And the applied tree writes back to the very same bytes.
         assert_eq!(write(&dst, &WriteOptions::default()), tar_bytes);
+    }
+
+    #[test]
+    fn tree_form_round_trips_through_plain_apply() {
+        let tmp = scratch();
+        let src = mkdir(tmp.path(), "src");
+        build_tree(&src);
+        fs::write(src.join(".wh.plain"), b"a file, not a whiteout").unwrap();
+        chown(&src, 1001, 1002);
+        chmod(&src, 0o750);
+        touch(&src, 9000, 0);
+        let mut bytes = Vec::new();
+        write_tree_tar(&src, &mut bytes, &WriteOptions::default()).unwrap();
+        let names = entry_names(&bytes);
+        assert_eq!(names[0], "./", "the top directory comes first");
+        assert!(names[1..].iter().all(|n| !n.starts_with("./") && !n.starts_with('/')), "{names:?}");
+        assert!(!names.iter().any(|n| n.ends_with(".wh..wh..opq") || n.ends_with(".wh.gone")), "{names:?}");
+
+        let dst = mkdir(tmp.path(), "dst");
+        apply_tar(&bytes[..], &dst, &ApplyOptions { whiteouts: WhiteoutMode::Plain }).unwrap();
+        let mut want = snapshot(&src);
+        // trusted.* (the opaque marker included) and sockets are not carried.
+        for line in want.iter_mut() {
+            if let Some(i) = line.find(" trusted.") {
+                line.truncate(i);
+            }
+        }
+        want.retain(|l| !l.starts_with("/var/socket "));
+        assert_eq!(snapshot(&dst), want);
+        assert!(want.iter().any(|l| l == "/var/gone whiteout"), "a 0/0 device stays a device");
+        assert_eq!(fs::read(dst.join(".wh.plain")).unwrap(), b"a file, not a whiteout");
+        let md = fs::metadata(&dst).unwrap();
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777, md.mtime()), (1001, 1002, 0o750, 9000));
     }
 
     #[test]

@@ -446,7 +446,9 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<u8, CliError> {
         let stream = match engine.start_container(&c, Some(spec)) {
             Ok(s) => s.expect("attached start returns a stream"),
             Err(EngineError::NotModified(_)) => engine.attach_container(&c, spec)?,
-            Err(e) => return Err(run_error(e)),
+            // docker's `start -a` prints a failed start as any daemon error and exits 1,
+            // never with `run`'s 125/126/127 and usage hint.
+            Err(e) => return Err(CliError::from(e)),
         };
         let code = relay(engine, &c, stream, spec, c.tty(), !c.tty())?;
         return Ok(code as u8);

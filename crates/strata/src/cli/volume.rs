@@ -1,4 +1,5 @@
-//! `volume` commands: create, ls, inspect, rm, prune.
+//! `volume` commands: create, ls, inspect, rm, prune; and strata's own export, import,
+//! clone (volume data as a first-class object).
 
 use std::collections::BTreeMap;
 
@@ -45,6 +46,23 @@ pub enum VolumeCommand {
         /// Provide filter values (e.g. "label=<label>")
         #[arg(long = "filter")]
         filters: Vec<String>,
+    },
+    /// Write a volume's content to a tar archive (streamed to STDOUT by default)
+    Export {
+        /// Write to a file, instead of STDOUT
+        #[arg(short, long)]
+        output: Option<String>,
+        name: String,
+    },
+    /// Fill a volume from a tar archive (a file, or `-` for STDIN); creates the volume if needed
+    Import {
+        name: String,
+        file: String,
+    },
+    /// Copy a volume into a new volume, with its labels
+    Clone {
+        source: String,
+        target: String,
     },
 }
 
@@ -195,7 +213,49 @@ pub fn run(engine: &Engine, cmd: VolumeCommand) -> Result<u8, CliError> {
             println!("Total reclaimed space: {}", format::units::human_size(r.space_reclaimed as f64));
             Ok(0)
         }
+        VolumeCommand::Export { output, name } => export(engine, &name, output.as_deref()),
+        VolumeCommand::Import { name, file } => {
+            let v = if file == "-" {
+                engine.import_volume(&name, std::io::stdin().lock())?
+            } else {
+                let f = std::fs::File::open(&file).map_err(|e| CliError::usage(format!("open {file}: {}", super::image::os_msg(&e))))?;
+                engine.import_volume(&name, std::io::BufReader::with_capacity(1 << 20, f))?
+            };
+            println!("{}", v.name);
+            Ok(0)
+        }
+        VolumeCommand::Clone { source, target } => {
+            println!("{}", engine.clone_volume(&source, &target)?.name);
+            Ok(0)
+        }
     }
+}
+
+fn export(engine: &Engine, name: &str, output: Option<&str>) -> Result<u8, CliError> {
+    use std::io::Write;
+    let Some(path) = output else {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(1) } == 1 {
+            return Err(CliError::usage("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
+        }
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        engine.export_volume(name, &mut out)?;
+        out.flush().map_err(|e| CliError::usage(e.to_string()))?;
+        return Ok(0);
+    };
+    // Beside the target, then renamed: a refused or failed export leaves no torn file.
+    let tmp = format!("{path}.strata-tmp");
+    let f = std::fs::File::create(&tmp).map_err(|e| CliError::usage(format!("open {tmp}: {}", super::image::os_msg(&e))))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+    let res = engine.export_volume(name, &mut out).map_err(CliError::from).and_then(|()| {
+        let f = out.into_inner().map_err(|e| CliError::usage(e.to_string()))?;
+        f.sync_all().map_err(|e| CliError::usage(format!("write {path}: {}", super::image::os_msg(&e))))?;
+        std::fs::rename(&tmp, path).map_err(|e| CliError::usage(format!("rename {tmp}: {}", super::image::os_msg(&e))))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map(|()| 0)
 }
 
 /// `volume inspect` JSON; strata adds which containers hold the volume (`UsedBy`), so
