@@ -166,3 +166,16 @@ fn volume_subpaths_mount_part_of_a_volume_resolved_inside_it() {
     assert_eq!(s.ok(&["run", "--rm", "--mount", &mount("empty", "/etc"), "busybox", "sh", "-c", "test -s /etc/passwd && echo seeded"]), "seeded\n");
     assert_eq!(s.ok(&["run", "--rm", "-v", "sv:/v", "busybox", "sh", "-c", "test -s /v/empty/passwd && echo kept"]), "kept\n");
 }
+
+#[test]
+fn read_only_rootfs_keeps_volumes_tmpfs_and_dev_shm_writable() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    // The same script gives the same output under the reference docker.
+    let script = "touch /x; echo rc=$?; touch /v/a /t/b /dev/shm/c; echo rc=$?; touch /tmp/d; echo rc=$?; echo 1 >> /etc/hosts; echo hosts=$?";
+    let out = s.run(&["run", "--rm", "--read-only", "--tmpfs", "/t", "-v", "rov:/v", "busybox", "sh", "-c", script]);
+    assert_eq!(stdout(&out), "rc=1\nrc=0\nrc=1\nhosts=1\n", "{}", stderr(&out));
+    assert_eq!(stderr(&out).matches("Read-only file system").count(), 3, "{}", stderr(&out));
+    assert_eq!(s.ok(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", &s.ok(&["create", "--read-only", "busybox"]).trim()]), "true\n");
+    assert_eq!(s.ok(&["run", "--rm", "-v", "rov:/v", "busybox", "ls", "/v"]), "a\n");
+}

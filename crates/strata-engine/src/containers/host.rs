@@ -239,10 +239,12 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     let dir = engine.container_dir(&c.id);
     // User mounts: `-v` binds create a missing host directory at start (docker does;
     // `--mount` binds were checked at create). Sources are host paths chosen by root.
+    // The network files are read-only with the rootfs, as docker's NetworkMounts.
+    let ro = hc.get("ReadonlyRootfs").and_then(Value::as_bool).unwrap_or(false);
     let mut binds = vec![
-        BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: false },
-        BindMount { source: dir.join("hostname"), destination: "/etc/hostname".into(), readonly: false },
-        BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: false },
+        BindMount { source: dir.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: ro },
+        BindMount { source: dir.join("hostname"), destination: "/etc/hostname".into(), readonly: ro },
+        BindMount { source: dir.join("hosts"), destination: "/etc/hosts".into(), readonly: ro },
     ];
     let mut tmpfs = Vec::new();
     // Binds and tmpfs inherited through --volumes-from (volumes were taken at create);
