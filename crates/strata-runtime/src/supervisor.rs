@@ -159,8 +159,10 @@ fn io_err<'a>(id: &'a str, op: &'static str) -> impl FnOnce(io::Error) -> Superv
 }
 
 /// Makes this process the container's supervisor: subreaper, private mount namespace,
-/// signalfd. Call first, before any thread exists.
-pub fn enter() -> io::Result<()> {
+/// signalfd. Call first, before any thread exists. Returns the way back to the mount
+/// namespace it was called in, for mounts that must be shared with other processes.
+pub fn enter() -> io::Result<MountNamespaces> {
+    let host = open_ns()?;
     // SAFETY: plain syscalls on this process's own attributes.
     unsafe {
         if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
@@ -172,7 +174,54 @@ pub fn enter() -> io::Result<()> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     rustix::mount::mount_change("/", rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE)?;
-    Ok(())
+    Ok(MountNamespaces { host, own: open_ns()? })
+}
+
+fn open_ns() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open("/proc/self/ns/mnt", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?)
+}
+
+/// The supervisor's private mount namespace and the one it came from.
+pub struct MountNamespaces {
+    host: OwnedFd,
+    own: OwnedFd,
+}
+
+impl MountNamespaces {
+    /// Runs `f` in the namespace the supervisor came from, where a mount is seen by
+    /// every other process (a volume with driver options, which several containers
+    /// share), then comes back. The kernel allows this only while the process has a
+    /// single thread; a thread just joined may still count for a moment, hence the
+    /// retries.
+    pub fn in_host<T>(&self, f: impl FnOnce() -> T) -> io::Result<T> {
+        self.switch(&self.host)?;
+        let out = f();
+        self.switch(&self.own)?;
+        Ok(out)
+    }
+
+    /// Clones the mount tree at `path` in the host namespace and attaches it at `at`
+    /// in the private one: a bind across namespaces, which plain `mount --bind`
+    /// refuses (its source must be in the caller's namespace).
+    pub fn bind_from_host(&self, path: &std::path::Path, at: &std::path::Path) -> io::Result<()> {
+        use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+        let tree = self.in_host(|| open_tree(rustix::fs::CWD, path, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE))??;
+        move_mount(&tree, "", rustix::fs::CWD, at, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
+        Ok(())
+    }
+
+    fn switch(&self, ns: &OwnedFd) -> io::Result<()> {
+        let mut tries = 0;
+        loop {
+            match rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Mount)) {
+                Err(rustix::io::Errno::INVAL) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                r => return Ok(r?),
+            }
+        }
+    }
 }
 
 fn make_signalfd() -> io::Result<OwnedFd> {

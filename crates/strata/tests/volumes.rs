@@ -179,3 +179,42 @@ fn read_only_rootfs_keeps_volumes_tmpfs_and_dev_shm_writable() {
     assert_eq!(s.ok(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", &s.ok(&["create", "--read-only", "busybox"]).trim()]), "true\n");
     assert_eq!(s.ok(&["run", "--rm", "-v", "rov:/v", "busybox", "ls", "/v"]), "a\n");
 }
+
+fn mounted(path: &std::path::Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.to_str().unwrap();
+    info.lines().any(|l| l.split(' ').nth(4) == Some(p))
+}
+
+#[test]
+fn a_volume_with_driver_options_is_one_mount_shared_by_its_containers() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=8m", "shared"]);
+    let data = s.root.join("volumes/shared/_data");
+    let a = s.ok(&["run", "-d", "-v", "shared:/d", "busybox", "sh", "-c", "echo hi > /d/f; sleep 60"]).trim().to_string();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let o = s.run(&["run", "--rm", "-v", "shared:/d", "busybox", "cat", "/d/f"]);
+        seen = stdout(&o);
+        if seen == "hi\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(seen, "hi\n", "the second container sees the first one's tmpfs");
+    assert!(mounted(&data), "mounted at the volume's Mountpoint on the host while in use");
+    assert_eq!(std::fs::read(data.join("f")).unwrap(), b"hi\n");
+    // A supervisor killed outright: its reference is released when the engine notices.
+    let pid = s.ok(&["inspect", "-f", "{{.State.Pid}}", &a]).trim().to_string();
+    let pids = std::process::Command::new("pgrep").args(["-f", &format!("__supervise.*{a}")]).output().unwrap();
+    for pid in stdout(&pids).split_whitespace() {
+        let _ = std::process::Command::new("kill").args(["-9", pid]).status();
+    }
+    let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(s.ok(&["ps", "-a", "--format", "{{.Status}}"]).starts_with("Exited"));
+    assert!(!mounted(&data), "unmounted after the last user");
+    s.ok(&["rm", &a]);
+    s.ok(&["volume", "rm", "shared"]);
+}

@@ -13,7 +13,7 @@ use serde_json::Value;
 use strata_runtime::executor::{executor_for, Executor};
 use strata_runtime::protocol::Request;
 use strata_runtime::spec::{BindMount, ContainerSpec, ProcessSpec, Resources, TmpfsMount};
-use strata_runtime::supervisor::{self, Config, Host, Supervisor};
+use strata_runtime::supervisor::{self, Config, Host, MountNamespaces, Supervisor};
 use strata_snapshot::Syscall;
 
 use super::lifecycle::{AttachSpec, ATTACH_FD, READY_FD};
@@ -76,9 +76,10 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&mut ready, 125, &e.to_string()),
     };
-    if let Err(e) = supervisor::enter() {
-        return fail(&mut ready, 125, &format!("supervisor: {e}"));
-    }
+    let ns = match supervisor::enter() {
+        Ok(ns) => ns,
+        Err(e) => return fail(&mut ready, 125, &format!("supervisor: {e}")),
+    };
     let state_root = engine.runtime_state_root();
     let runtime = c.host_config().get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
     let exec: Box<dyn Executor> = match executor_for(runtime, &state_root) {
@@ -108,7 +109,7 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
     if let Some((stream, a)) = first {
         sup.add_client(stream, Request::Attach { stdin: a.stdin, stdout: a.stdout, stderr: a.stderr });
     }
-    let mut host = EngineHost { engine, c: c.clone(), dir, start_error: None };
+    let mut host = EngineHost { engine, ns, c: c.clone(), dir, start_error: None };
     match sup.start(&mut host) {
         Ok(pid) => {
             let _ = writeln!(ready, "ok {pid}");
@@ -129,6 +130,7 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
 
 struct EngineHost<'a> {
     engine: &'a Engine,
+    ns: MountNamespaces,
     c: Container,
     dir: PathBuf,
     start_error: Option<(i32, String)>,
@@ -148,7 +150,7 @@ impl EngineHost<'_> {
 
 impl Host for EngineHost<'_> {
     fn prepare(&mut self, rootfs: &Path) -> std::result::Result<(), String> {
-        let spec = match build_spec(self.engine, &self.c, rootfs) {
+        let spec = match build_spec(self.engine, &self.ns, &self.c, rootfs) {
             Ok(s) => s,
             Err((code, msg)) => {
                 self.start_error = Some((code, msg.clone()));
@@ -170,8 +172,24 @@ impl Host for EngineHost<'_> {
     }
 
     fn exited(&mut self, code: i32, manual_stop: bool) -> Option<Duration> {
-        for v in &self.c.volume_mounts {
-            let _ = self.engine.volumes().unmount(&v.name);
+        // The references taken at start; a shared volume's last one unmounts it where
+        // it was mounted.
+        if !self.c.volume_mounts.is_empty() {
+            let release = || {
+                for v in &self.c.volume_mounts {
+                    let _ = self.engine.volumes().unmount(&v.name);
+                }
+            };
+            if let Err(e) = self.ns.in_host(release) {
+                tracing::warn!(id = %self.c.id, error = %e, "cannot release the container's volumes");
+            }
+            // The pins go too: removing the container's directory never crosses a mount.
+            for (i, _) in self.c.volume_mounts.iter().enumerate() {
+                for pin in [format!("volume-{i}"), format!("subpath-{i}")] {
+                    let p = self.dir.join(pin);
+                    while rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH).is_ok() {}
+                }
+            }
         }
         let now = strata_store::now_rfc3339();
         let policy = self.c.host_config().get("RestartPolicy").cloned().unwrap_or(Value::Null);
@@ -210,7 +228,7 @@ impl Host for EngineHost<'_> {
 /// The runtime spec for one start: command resolved inside the container's root
 /// (docker's 127 for a missing command, 126 for one that cannot be run) and the user
 /// looked up in the container's own /etc/passwd and /etc/group.
-fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Result<ContainerSpec, (i32, String)> {
+fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Path) -> std::result::Result<ContainerSpec, (i32, String)> {
     let env: Vec<String> = c.config.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
     let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").to_string();
     let user = c.config.get("User").and_then(Value::as_str).unwrap_or("").to_string();
@@ -300,7 +318,19 @@ fn build_spec(engine: &Engine, c: &Container, rootfs: &Path) -> std::result::Res
     // supervisor's namespace, so the image's content is read inside its own root.
     let mut seeded = false;
     for (i, v) in c.volume_mounts.iter().enumerate() {
-        let path = engine.volumes().mount(&v.name).map_err(|e| (125, e.to_string()))?;
+        let shared = engine.volumes().get(&v.name).map(|x| !x.options.is_empty()).unwrap_or(false);
+        let path = if shared {
+            // A volume with driver options is one mount every container shares: made
+            // (on first use) in the namespace strata was started from, then carried into
+            // this private one.
+            let host_path = ns.in_host(|| engine.volumes().mount(&v.name)).map_err(|e| (125, format!("volume {}: {e}", v.name)))?.map_err(|e| (125, e.to_string()))?;
+            let pin = pin_point(&engine.container_dir(&c.id), &format!("volume-{i}"), true)
+                .and_then(|pin| ns.bind_from_host(&host_path, &pin).map(|()| pin))
+                .map_err(|e| (125, format!("volume {}: {e}", v.name)))?;
+            pin
+        } else {
+            engine.volumes().mount(&v.name).map_err(|e| (125, e.to_string()))?
+        };
         let verr = |e: strata_volume::SeedError| (125, format!("volume {}: {e}", v.name));
         let source = if v.subpath.is_empty() {
             if v.seed {
@@ -398,11 +428,18 @@ impl Engine {
 /// the check (the race behind CVE-2021-30465).
 fn pin_subpath(container_dir: &Path, i: usize, fd: &std::os::fd::OwnedFd) -> std::io::Result<PathBuf> {
     use std::os::fd::AsRawFd;
-    let pin = container_dir.join(format!("subpath-{i}"));
     let is_dir = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd)?.st_mode).is_dir();
+    let pin = pin_point(container_dir, &format!("subpath-{i}"), is_dir)?;
+    rustix::mount::mount_bind(format!("/proc/self/fd/{}", fd.as_raw_fd()), &pin)?;
+    Ok(pin)
+}
+
+/// An empty directory (or file) under the container's directory to mount a pin on;
+/// what a previous start of this supervisor pinned there is detached first.
+fn pin_point(container_dir: &Path, name: &str, is_dir: bool) -> std::io::Result<PathBuf> {
+    let pin = container_dir.join(name);
     match std::fs::symlink_metadata(&pin) {
         Ok(_) => {
-            // A restart of this supervisor: what was pinned before goes first.
             while rustix::mount::unmount(&pin, rustix::mount::UnmountFlags::DETACH).is_ok() {}
             let was_dir = std::fs::symlink_metadata(&pin)?.is_dir();
             if was_dir != is_dir {
@@ -419,7 +456,6 @@ fn pin_subpath(container_dir: &Path, i: usize, fd: &std::os::fd::OwnedFd) -> std
             std::fs::File::create(&pin)?;
         }
     }
-    rustix::mount::mount_bind(format!("/proc/self/fd/{}", fd.as_raw_fd()), &pin)?;
     Ok(pin)
 }
 

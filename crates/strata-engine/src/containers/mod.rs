@@ -390,6 +390,11 @@ impl Engine {
         if let Ok(exec) = strata_runtime::executor::executor_for(runtime, &self.runtime_state_root()) {
             let _ = exec.delete(&c.id, true);
         }
+        // The volume references its supervisor took (a shared volume with driver options
+        // is unmounted after its last one).
+        for v in &c.volume_mounts {
+            let _ = self.volumes.unmount(&v.name);
+        }
         let now = strata_store::now_rfc3339();
         self.root.db().write(|tx| {
             tx.execute(
