@@ -8,15 +8,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::Value;
 
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker").args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let o = docker(args);
-    assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
-    stdout(&o)
-}
 
 struct DockerTag(String);
 impl Drop for DockerTag {

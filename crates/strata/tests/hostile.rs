@@ -5,33 +5,6 @@ mod common;
 
 use common::*;
 
-/// A tar built from raw headers, so names the `tar` crate would refuse can be written.
-fn raw_tar(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, kind, data, link) in entries {
-        let mut h = tar::Header::new_gnu();
-        {
-            let gnu = h.as_gnu_mut().unwrap();
-            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
-            if let Some(l) = link {
-                gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
-            }
-        }
-        h.set_entry_type(*kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
-}
-
 fn assert_rejected(s: &Strata, tar: &[u8], needle: &str) {
     let before = (s.blobs(), s.entries("snapshots"));
     let out = s.run_stdin(&["import", "-", "hostile:1"], tar);

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::Value;
@@ -159,15 +158,6 @@ fn shared_layers_count_once() {
     assert_eq!(three[1], "v1");
 }
 
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker").args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let o = docker(args);
-    assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
-    stdout(&o)
-}
 
 struct DockerCleanup(Vec<Vec<String>>);
 impl Drop for DockerCleanup {

@@ -42,26 +42,12 @@ fn entry_names(tar_bytes: &[u8]) -> Vec<String> {
 }
 
 /// A tar with hand-written headers (`tar::Builder` refuses hostile names).
-fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, kind, link) in entries {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_entry_type(*kind);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        let body: &[u8] = if *kind == tar::EntryType::Regular { b"pwned" } else { b"" };
-        h.set_size(body.len() as u64);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(body);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
+fn hostile_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let raw: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = entries
+        .iter()
+        .map(|(n, k, l)| (*n, *k, if *k == tar::EntryType::Regular { &b"pwned"[..] } else { &b""[..] }, Some(*l).filter(|l| !l.is_empty())))
+        .collect();
+    raw_tar(&raw)
 }
 
 #[test]
@@ -164,7 +150,7 @@ fn hostile_tars_are_refused_and_leave_the_volume_empty() {
     for (name, entries, reason) in &cases {
         s.ok(&["volume", "create", name]);
         let tar_path = s.root.join(format!("{name}.tar"));
-        fs::write(&tar_path, raw_tar(entries)).unwrap();
+        fs::write(&tar_path, hostile_tar(entries)).unwrap();
         let out = s.run(&["volume", "import", name, tar_path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{name}");
         let err = stderr(&out);
@@ -179,7 +165,7 @@ fn hostile_tars_are_refused_and_leave_the_volume_empty() {
     assert!(!outside.join("escape").exists());
     assert_eq!(s.entries("outside"), Vec::<String>::new());
     // From stdin, into a volume the import would create: refused, and no volume is left.
-    let out = s.run_stdin(&["volume", "import", "newvol", "-"], &raw_tar(&cases[0].1));
+    let out = s.run_stdin(&["volume", "import", "newvol", "-"], &hostile_tar(&cases[0].1));
     assert_eq!(out.status.code(), Some(1));
     assert!(s.run(&["volume", "inspect", "newvol"]).status.code() == Some(1), "no half-made volume");
     assert!(!s.root.join("volumes/newvol").exists());

@@ -704,22 +704,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
     };
     let spec = ListFormat {
         default_table: default,
-        headers: &[
-            ("Command", "COMMAND"),
-            ("CreatedAt", "CREATED AT"),
-            ("ID", "CONTAINER ID"),
-            ("Image", "IMAGE"),
-            ("Labels", "LABELS"),
-            ("LocalVolumes", "LOCAL VOLUMES"),
-            ("Mounts", "MOUNTS"),
-            ("Names", "NAMES"),
-            ("Networks", "NETWORKS"),
-            ("Ports", "PORTS"),
-            ("RunningFor", "CREATED"),
-            ("Size", "SIZE"),
-            ("State", "STATE"),
-            ("Status", "STATUS"),
-        ],
+        headers: CONTAINER_HEADERS,
     };
     super::print_list(a.quiet, a.format.as_deref(), &spec, &rows)
 }
@@ -894,3 +879,21 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<&str>) -> u8 {
     });
     strata_engine::containers::host::supervise(engine, id, attach) as u8
 }
+
+/// `ps --format` fields and their table headers (also `system df -v`).
+pub(super) const CONTAINER_HEADERS: &[(&str, &str)] = &[
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Labels", "LABELS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Mounts", "MOUNTS"),
+    ("Names", "NAMES"),
+    ("Networks", "NETWORKS"),
+    ("Ports", "PORTS"),
+    ("RunningFor", "CREATED"),
+    ("Size", "SIZE"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+];

@@ -400,19 +400,7 @@ pub fn list(engine: &Engine, a: ListArgs) -> Result<u8, CliError> {
     };
     let spec = ListFormat {
         default_table: default,
-        headers: &[
-            ("Containers", "CONTAINERS"),
-            ("CreatedAt", "CREATED AT"),
-            ("CreatedSince", "CREATED"),
-            ("Digest", "DIGEST"),
-            ("ID", "IMAGE ID"),
-            ("Repository", "REPOSITORY"),
-            ("SharedSize", "SHARED SIZE"),
-            ("Size", "SIZE"),
-            ("Tag", "TAG"),
-            ("UniqueSize", "UNIQUE SIZE"),
-            ("VirtualSize", "VIRTUAL SIZE"),
-        ],
+        headers: IMAGE_HEADERS,
     };
     super::print_list(a.quiet, a.format.as_deref(), &spec, &rows)
 }
@@ -565,3 +553,18 @@ fn inspect_objects(engine: &Engine, names: &[String], fmt: Option<&str>, kind: K
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
+
+/// `images --format` fields and their table headers (also `system df -v`).
+pub(super) const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];

@@ -2,6 +2,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use strata_engine::{DiskUsage, Engine, UsageOptions};
 
+use super::container::CONTAINER_HEADERS;
+use super::image::IMAGE_HEADERS;
 use super::CliError;
 use crate::format::{self, units, ListFormat};
 
@@ -79,37 +81,8 @@ driver: {{.Driver}}
 
 const IMAGE_TABLE: &str =
     "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}";
-const IMAGE_HEADERS: &[(&str, &str)] = &[
-    ("Containers", "CONTAINERS"),
-    ("CreatedAt", "CREATED AT"),
-    ("CreatedSince", "CREATED"),
-    ("Digest", "DIGEST"),
-    ("ID", "IMAGE ID"),
-    ("Repository", "REPOSITORY"),
-    ("SharedSize", "SHARED SIZE"),
-    ("Size", "SIZE"),
-    ("Tag", "TAG"),
-    ("UniqueSize", "UNIQUE SIZE"),
-    ("VirtualSize", "VIRTUAL SIZE"),
-];
 const CONTAINER_TABLE: &str =
     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}";
-const CONTAINER_HEADERS: &[(&str, &str)] = &[
-    ("Command", "COMMAND"),
-    ("CreatedAt", "CREATED AT"),
-    ("ID", "CONTAINER ID"),
-    ("Image", "IMAGE"),
-    ("Labels", "LABELS"),
-    ("LocalVolumes", "LOCAL VOLUMES"),
-    ("Mounts", "MOUNTS"),
-    ("Names", "NAMES"),
-    ("Networks", "NETWORKS"),
-    ("Ports", "PORTS"),
-    ("RunningFor", "CREATED"),
-    ("Size", "SIZE"),
-    ("State", "STATE"),
-    ("Status", "STATUS"),
-];
 const VOLUME_TABLE: &str = "table {{.Name}}\t{{.Links}}\t{{.Size}}";
 const VOLUME_HEADERS: &[(&str, &str)] = &[
     ("Driver", "DRIVER"),
