@@ -176,7 +176,7 @@ fn read_only_rootfs_keeps_volumes_tmpfs_and_dev_shm_writable() {
     let out = s.run(&["run", "--rm", "--read-only", "--tmpfs", "/t", "-v", "rov:/v", "busybox", "sh", "-c", script]);
     assert_eq!(stdout(&out), "rc=1\nrc=0\nrc=1\nhosts=1\n", "{}", stderr(&out));
     assert_eq!(stderr(&out).matches("Read-only file system").count(), 3, "{}", stderr(&out));
-    assert_eq!(s.ok(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", &s.ok(&["create", "--read-only", "busybox"]).trim()]), "true\n");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", s.ok(&["create", "--read-only", "busybox"]).trim()]), "true\n");
     assert_eq!(s.ok(&["run", "--rm", "-v", "rov:/v", "busybox", "ls", "/v"]), "a\n");
 }
 
