@@ -7,6 +7,7 @@ mod snapshotter;
 
 pub use error::SnapshotError;
 pub use mount::{mount_all, LinuxSyscall, Mount, Syscall};
+pub use layer::{Change, ChangeKind};
 pub use snapshotter::{dir_size, Driver, Info, Kind, Snapshotter};
 
 /// Whether this kernel can mount overlayfs (the module may load on demand).

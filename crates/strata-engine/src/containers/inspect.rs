@@ -163,6 +163,12 @@ fn mount_point(m: &MountSpec) -> Value {
 
 impl Engine {
     /// `inspect` of a container (Engine API 1.51 shape).
+    /// `diff`: the writable layer against the init layer and the image (so the init
+    /// layer's files never show, nor what is mounted over the rootfs), parents first.
+    pub fn container_changes(&self, c: &Container) -> crate::Result<Vec<strata_snapshot::Change>> {
+        Ok(self.snapshotter().changes(&c.id)?)
+    }
+
     pub fn container_inspect(&self, c: &Container, size: bool) -> Value {
         let dir = self.container_dir(&c.id);
         let status = if c.status == "exited" && c.finished_at == ZERO_TIME { "created" } else { c.status.as_str() };

@@ -767,6 +767,27 @@ fn since_cutoff(s: &str) -> Result<i64, CliError> {
     Ok(now - secs)
 }
 
+#[derive(Args)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+/// `diff`: one `A`/`C`/`D` line per change of the writable layer, parents first.
+pub fn diff(engine: &Engine, a: DiffArgs) -> Result<u8, CliError> {
+    let c = engine.container(&a.container)?;
+    let mut out = String::new();
+    for ch in engine.container_changes(&c)? {
+        let k = match ch.kind {
+            strata_snapshot::ChangeKind::Added => 'A',
+            strata_snapshot::ChangeKind::Modified => 'C',
+            strata_snapshot::ChangeKind::Deleted => 'D',
+        };
+        out.push_str(&format!("{k} {}\n", ch.path));
+    }
+    print!("{out}");
+    Ok(0)
+}
+
 pub fn logs(engine: &Engine, a: LogsArgs) -> Result<u8, CliError> {
     let c = engine.container(&a.container)?;
     let path = engine.data_root().join("containers").join(&c.id).join(format!("{}-json.log", c.id));

@@ -51,6 +51,8 @@ pub enum Command {
     Ps(container::PsArgs),
     /// Fetch the logs of a container
     Logs(container::LogsArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(container::DiffArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -123,6 +125,7 @@ pub enum ContainerCommand {
     #[command(alias = "ps", alias = "list")]
     Ls(container::PsArgs),
     Logs(container::LogsArgs),
+    Diff(container::DiffArgs),
     Inspect(image::InspectArgs),
     Prune(container::ContainerPruneArgs),
 }
@@ -159,6 +162,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container::rm(e, a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(e, a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => container::logs(e, a),
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => container::diff(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(e, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),
