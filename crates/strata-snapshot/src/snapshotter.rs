@@ -254,6 +254,26 @@ impl Snapshotter {
         })
     }
 
+    /// A read-only view of snapshot `key` as it is now, for reading it whole (`export`)
+    /// while it may also be mounted writable: an active snapshot's upper dir becomes the
+    /// topmost lower of a read-only overlay, which needs no work dir and takes no lock.
+    pub fn read_only_mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let info = self.stat(key)?;
+        if info.kind != Kind::Active {
+            return self.mounts(key);
+        }
+        let own = self.snap_dir(info.id).join("fs");
+        let lowers = self.lower_dirs(info.parent.as_deref())?;
+        Ok(match self.driver {
+            Driver::Overlay if !lowers.is_empty() => {
+                let mut l = vec![own];
+                l.extend(lowers);
+                ro_mount(l)
+            }
+            _ => vec![Mount::Bind { source: own, readonly: true }],
+        })
+    }
+
     /// Turns the active snapshot `key` into the committed snapshot `name`. If `name`
     /// already exists (another process committed the same chain first), the active
     /// snapshot is removed and `AlreadyExists` returned: the caller uses the existing one.

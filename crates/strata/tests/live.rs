@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 const SCRIPT: &str = "echo x>/mydata/f; touch /tmp/a; rm /etc/group; mkdir -p /usr/x/y; echo hi > /usr/x/y/z; rm -rf /home; mkdir /home; touch /home/new; touch /bin/ls";
@@ -66,4 +68,63 @@ fn diff_matches_docker() {
     let _ = docker(&["rm", "-fv", &name]);
     let _ = docker(&["rmi", &tag]);
     assert_eq!(o, d);
+}
+
+fn tar_listing(bytes: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(bytes);
+    let mut v: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            // Permission bits only: docker's Go writer adds the file-type bits (0100644).
+            format!("{:o} {}", h.mode().unwrap() & 0o7777, String::from_utf8_lossy(&e.path_bytes()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn export_writes_the_flattened_filesystem_without_volumes() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "--name", "ex", "-v", "/mydata", "busybox", "sh", "-c", "echo x > /mydata/f; echo y > /root/y; rm /etc/group"]);
+    let tar = s.cmd(&["export", "ex"]).output().unwrap();
+    assert!(tar.status.success(), "{}", stderr(&tar));
+    let names = tar_listing(&tar.stdout);
+    for want in ["644 root/y", "755 mydata/", "755 .dockerenv", "777 etc/mtab", "644 etc/passwd"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing");
+    }
+    assert!(!names.iter().any(|n| n.ends_with("mydata/f") || n.ends_with("etc/group")), "volume content or deleted files");
+    // -o: the same bytes, through a temporary name.
+    let out = s.root.join("ex.tar");
+    s.ok(&["container", "export", "-o", out.to_str().unwrap(), "ex"]);
+    assert_eq!(std::fs::read(&out).unwrap(), tar.stdout, "deterministic");
+    assert!(!s.root.join("ex.tar.strata-tmp").exists());
+    let missing = s.run(&["export", "-o", out.to_str().unwrap(), "nosuch"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing), "Error response from daemon: No such container: nosuch\n");
+}
+
+#[test]
+fn export_matches_docker() {
+    if !reference_docker() {
+        eprintln!("skipped: the reference docker is not running");
+        return;
+    }
+    let s = Strata::new();
+    let tag = format!("strata-export-live:{}", std::process::id());
+    docker_ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    s.ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    let name = format!("strata-export-live-{}", std::process::id());
+    let args = ["run", "--name", name.as_str(), "-v", "/mydata", tag.as_str(), "sh", "-c", SCRIPT];
+    docker_ok(&args);
+    s.ok(&args);
+    let d = Command::new("docker").args(["export", &name]).output().unwrap();
+    let o = s.cmd(&["export", &name]).output().unwrap();
+    let _ = docker(&["rm", "-fv", &name]);
+    let _ = docker(&["rmi", &tag]);
+    assert_eq!(tar_listing(&o.stdout), tar_listing(&d.stdout));
 }

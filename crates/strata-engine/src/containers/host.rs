@@ -24,9 +24,12 @@ use crate::{Engine, EngineError, Result};
 /// Files and directories every container root has, created in the `-init` layer so they
 /// never appear in diff, commit or export (docker's initlayer).
 pub(crate) fn populate_init_layer(upper: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mk = |rel: &str, dir: bool| -> Result<()> {
         let p = upper.join(rel);
-        let r = if dir { std::fs::create_dir_all(&p) } else { std::fs::create_dir_all(p.parent().expect("has parent")).and_then(|_| File::create(&p).map(|_| ())) };
+        // Files 0755 as docker's initlayer makes them (export shows them so).
+        let file = || std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o755).open(&p).map(|_| ());
+        let r = if dir { std::fs::create_dir_all(&p) } else { std::fs::create_dir_all(p.parent().expect("has parent")).and_then(|_| file()) };
         r.map_err(|e| EngineError::io("create", &p, e))
     };
     for d in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
@@ -34,6 +37,10 @@ pub(crate) fn populate_init_layer(upper: &Path) -> Result<()> {
     }
     for f in [".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console"] {
         mk(f, false)?;
+    }
+    let mtab = upper.join("etc/mtab");
+    if std::fs::symlink_metadata(&mtab).is_err() {
+        std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(|e| EngineError::io("create", &mtab, e))?;
     }
     Ok(())
 }

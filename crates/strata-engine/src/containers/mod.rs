@@ -735,36 +735,61 @@ impl Engine {
             return Ok(());
         }
         let mounts = self.snapshotter().mounts(&format!("{id}-init"))?;
-        let target = self.container_dir(id).join("seed-view");
-        std::fs::create_dir_all(&target).map_err(|e| EngineError::io("create", &target, e))?;
         let jobs: Vec<(std::path::PathBuf, String, String)> =
             plain.iter().map(|(i, p)| (p.clone(), c.volume_mounts[*i].destination.clone(), c.volume_mounts[*i].name.clone())).collect();
-        // The child's error comes back through a pipe, so a full disk is reported as
-        // one (docker: "failed to copy files: ... no space left on device").
-        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", &target, e.into()))?;
-        // SAFETY: the CLI is single-threaded here; the child only mounts, copies and exits.
+        self.in_private_view(id, &mounts, "seed-view", |view| {
+            for (data, dest, name) in &jobs {
+                strata_volume::seed(data, view, std::path::Path::new(dest)).map_err(|e| format!("volume {name}: {e}"))?;
+            }
+            Ok(())
+        })
+        .map_err(|msg| EngineError::Invalid(format!("failed to copy files: {msg}")))?;
+        let mut vm = c.volume_mounts.clone();
+        for (i, _) in &plain {
+            vm[*i].seed = false;
+        }
+        self.set_volume_mounts(id, &vm)
+    }
+
+    /// Runs `f` on `mounts` mounted at `<container>/<name>` in a short-lived child with
+    /// its own mount namespace: nothing is mounted on the host, and nothing leaks if it
+    /// dies. The child's error text comes back through a pipe. Only for single-threaded
+    /// callers (the CLI): the child of a fork has one thread and copies of the others'
+    /// locks.
+    pub(crate) fn in_private_view(
+        &self,
+        id: &str,
+        mounts: &[strata_snapshot::Mount],
+        name: &str,
+        f: impl FnOnce(&std::path::Path) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        let target = self.container_dir(id).join(name);
+        std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {}", target.display(), strata_store::os_text(&e)))?;
+        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", strata_store::os_text(&e.into())))?;
+        // SAFETY: see above; the child only mounts, runs `f` and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             drop(rd);
-            let ok = (|| -> std::result::Result<(), String> {
+            // A reader that goes away (`export | head`) ends the child as it would any
+            // writer; the parent passes that on.
+            // SAFETY: resetting a signal disposition in this single-threaded child.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let res = (|| -> std::result::Result<(), String> {
                 // SAFETY: unshare on this (child) process only.
                 if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
                     return Err(format!("unshare: {}", strata_store::os_text(&std::io::Error::last_os_error())));
                 }
                 let private = rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE;
                 rustix::mount::mount_change("/", private).map_err(|e| format!("mount: {}", strata_store::os_text(&e.into())))?;
-                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, &mounts, &target)
-                    .map_err(|e| format!("mount image view: {}", strata_store::os_text(&e)))?;
-                for (data, dest, name) in &jobs {
-                    strata_volume::seed(data, &target, std::path::Path::new(dest)).map_err(|e| format!("volume {name}: {e}"))?;
-                }
-                Ok(())
+                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, mounts, &target)
+                    .map_err(|e| format!("mount the container's filesystem: {}", strata_store::os_text(&e)))?;
+                f(&target)
             })();
-            if let Err(msg) = &ok {
+            if let Err(msg) = &res {
                 let _ = rustix::io::write(&wr, msg.as_bytes());
             }
             // SAFETY: leave without running the parent's destructors.
-            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) };
+            unsafe { libc::_exit(if res.is_ok() { 0 } else { 1 }) };
         }
         drop(wr);
         let mut msg = String::new();
@@ -773,17 +798,31 @@ impl Engine {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         let _ = std::fs::remove_dir(&target);
-        if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-            if msg.is_empty() {
-                msg = format!("container {id}: the seeding process died");
+        if pid > 0 && libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGPIPE {
+            // SAFETY: restoring the default action and raising it on ourselves, as the
+            // shell expects of a writer whose reader left.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
             }
-            return Err(EngineError::Invalid(format!("failed to copy files: {msg}")));
         }
-        let mut vm = c.volume_mounts.clone();
-        for (i, _) in &plain {
-            vm[*i].seed = false;
+        if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(if msg.is_empty() { format!("container {id}: the helper process died") } else { msg });
         }
-        self.set_volume_mounts(id, &vm)
+        Ok(())
+    }
+
+    /// `export`: the container's filesystem as one tar (what the process sees at `/`,
+    /// without volumes, binds or tmpfs, as docker's), written to `out`.
+    pub fn export_container(&self, c: &Container, out: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        let mounts = self.snapshotter().read_only_mounts(&c.id)?;
+        let out = out.try_clone_to_owned().map_err(|e| EngineError::io("dup", self.container_dir(&c.id), e))?;
+        self.in_private_view(&c.id, &mounts, "export-view", move |view| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::from(out));
+            strata_snapshot::layer::write_tar(view, &mut w, &Default::default()).map_err(|e| format!("export {}: {e}", c.id))?;
+            std::io::Write::flush(&mut w).map_err(|e| format!("export {}: {}", c.id, strata_store::os_text(&e)))
+        })
+        .map_err(EngineError::Invalid)
     }
 
     /// Deletes layers, files and the row. The row goes last, so a crash leaves a

@@ -788,6 +788,39 @@ pub fn diff(engine: &Engine, a: DiffArgs) -> Result<u8, CliError> {
     Ok(0)
 }
 
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<String>,
+    pub container: String,
+}
+
+/// `export`: the container's filesystem as a tar; to a file through a temporary name
+/// and a rename, so a failed export leaves no torn archive.
+pub fn export(engine: &Engine, a: ExportArgs) -> Result<u8, CliError> {
+    use std::os::fd::AsFd;
+    let c = engine.container(&a.container)?;
+    let Some(path) = a.output else {
+        if super::image::unsafe_stdout_is_tty() {
+            return Err(CliError::usage("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
+        }
+        engine.export_container(&c, std::io::stdout().as_fd())?;
+        return Ok(0);
+    };
+    let tmp = format!("{path}.strata-tmp");
+    let open_err = |e: std::io::Error| CliError::usage(format!("failed to export container: open {tmp}: {}", super::image::os_msg(&e)));
+    let f = std::fs::File::create(&tmp).map_err(open_err)?;
+    let res = engine.export_container(&c, f.as_fd()).map_err(CliError::from).and_then(|()| {
+        f.sync_all().map_err(|e| CliError::usage(e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| CliError::usage(format!("failed to export container: {}", super::image::os_msg(&e))))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map(|()| 0)
+}
+
 pub fn logs(engine: &Engine, a: LogsArgs) -> Result<u8, CliError> {
     let c = engine.container(&a.container)?;
     let path = engine.data_root().join("containers").join(&c.id).join(format!("{}-json.log", c.id));

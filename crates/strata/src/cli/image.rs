@@ -149,13 +149,7 @@ fn open_input(path: Option<&str>) -> Result<Box<dyn Read>, CliError> {
 
 /// Go's error text for an OS error (`no such file or directory`).
 pub(crate) fn os_msg(e: &io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s).to_string();
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => s,
-    }
+    strata_store::os_text(e)
 }
 
 pub fn import(engine: &Engine, a: ImportArgs) -> Result<u8, CliError> {
@@ -264,7 +258,7 @@ fn push_sel(sel: &mut Vec<(Image, Vec<Reference>)>, img: Image, names: Vec<Refer
     }
 }
 
-fn unsafe_stdout_is_tty() -> bool {
+pub(crate) fn unsafe_stdout_is_tty() -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(1) == 1 }
 }

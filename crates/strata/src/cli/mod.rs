@@ -53,6 +53,8 @@ pub enum Command {
     Logs(container::LogsArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(container::DiffArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(container::ExportArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -126,6 +128,7 @@ pub enum ContainerCommand {
     Ls(container::PsArgs),
     Logs(container::LogsArgs),
     Diff(container::DiffArgs),
+    Export(container::ExportArgs),
     Inspect(image::InspectArgs),
     Prune(container::ContainerPruneArgs),
 }
@@ -163,6 +166,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(e, a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => container::logs(e, a),
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => container::diff(e, a),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => container::export(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(e, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),

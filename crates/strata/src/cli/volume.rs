@@ -234,8 +234,7 @@ pub fn run(engine: &Engine, cmd: VolumeCommand) -> Result<u8, CliError> {
 fn export(engine: &Engine, name: &str, output: Option<&str>) -> Result<u8, CliError> {
     use std::io::Write;
     let Some(path) = output else {
-        // SAFETY: isatty only inspects the descriptor.
-        if unsafe { libc::isatty(1) } == 1 {
+        if super::image::unsafe_stdout_is_tty() {
             return Err(CliError::usage("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
         }
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
