@@ -128,3 +128,52 @@ fn export_matches_docker() {
     let _ = docker(&["rmi", &tag]);
     assert_eq!(tar_listing(&o.stdout), tar_listing(&d.stdout));
 }
+
+#[test]
+fn rename_keeps_the_container_and_frees_the_old_name() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    let id = s.ok(&["run", "-d", "--name", "ra", "busybox", "sleep", "30"]).trim().to_string();
+    s.ok(&["create", "--name", "rb", "busybox"]);
+    s.ok(&["rename", "ra", "rc"]);
+    assert_eq!(s.ok(&["inspect", "-f", "{{.Name}} {{.State.Running}} {{.Id}}", "rc"]), format!("/rc true {id}\n"));
+    s.ok(&["create", "--name", "ra", "busybox"]);
+    let out = s.run(&["container", "rename", "rc", "rb"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("Error response from daemon: Error when allocating new name: Conflict. The container name \"/rb\" is already in use by container \""), "{err}");
+    assert!(err.ends_with("\nError: failed to rename container named rc\n"), "{err}");
+    s.ok(&["rm", "-f", "rc", "ra", "rb"]);
+}
+
+#[test]
+fn rename_errors_match_docker() {
+    if !reference_docker() {
+        eprintln!("skipped: the reference docker is not running");
+        return;
+    }
+    let s = Strata::new();
+    let tag = format!("strata-rename:{}", std::process::id());
+    docker_ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    s.ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    let p = std::process::id();
+    let (a, b) = (format!("sr-a-{p}"), format!("sr-b-{p}"));
+    for n in [&a, &b] {
+        docker_ok(&["create", "--name", n, &tag]);
+        s.ok(&["create", "--name", n, &tag]);
+    }
+    let nosuch = format!("sr-none-{p}");
+    for args in [vec!["rename", &nosuch, "x1"], vec!["rename", &a, &a], vec!["rename", &a, "b@d"]] {
+        let d = docker(&args);
+        let o = s.run(&args);
+        assert_eq!(o.status.code(), d.status.code(), "{args:?}");
+        assert_eq!(stderr(&o), stderr(&d), "{args:?}");
+    }
+    let d = docker(&["rename", &a, &b]);
+    let o = s.run(&["rename", &a, &b]);
+    let _ = docker(&["rm", "-f", &a, &b]);
+    let _ = docker(&["rmi", &tag]);
+    assert_eq!(o.status.code(), d.status.code());
+    let strip_id = |e: String| e.split("by container").next().unwrap().to_string();
+    assert_eq!(strip_id(stderr(&o)), strip_id(stderr(&d)));
+}

@@ -409,6 +409,34 @@ impl Engine {
         self.find_container(&c.id)?.ok_or_else(|| EngineError::NoSuchContainer(c.id.clone()))
     }
 
+    /// `rename`: a new name for a container, running or not (its hostname stays).
+    pub fn rename_container(&self, c: &Container, new: &str) -> Result<()> {
+        let new = new.trim_start_matches('/');
+        if new.is_empty() {
+            return Err(EngineError::Invalid("Neither old nor new names may be empty".into()));
+        }
+        if !names::valid(new) {
+            return Err(EngineError::Invalid(format!(
+                "Error when allocating new name: Invalid container name (/{new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        if new == c.name {
+            return Err(EngineError::Invalid("Renaming a container with the same name as its current name".into()));
+        }
+        self.root.db().write(|tx| match tx.execute("UPDATE containers SET name=?2 WHERE id=?1", params![c.id, new]) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                let other: String = tx.query_row("SELECT id FROM containers WHERE name=?1", [new], |r| r.get(0))?;
+                Err(EngineError::Conflict(format!(
+                    "Error when allocating new name: Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )))
+            }
+            r => {
+                r?;
+                Ok(())
+            }
+        })
+    }
+
     /// `create`: records the container and prepares its layers. Nothing runs yet.
     pub fn create_container(&self, o: &CreateOptions) -> Result<Container> {
         // A generated name can collide with an existing one: draw again, as docker does

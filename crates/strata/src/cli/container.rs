@@ -821,6 +821,22 @@ pub fn export(engine: &Engine, a: ExportArgs) -> Result<u8, CliError> {
     res.map(|()| 0)
 }
 
+#[derive(Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+/// `rename`: docker prints the daemon's error, then its own line naming the container.
+pub fn rename(engine: &Engine, a: RenameArgs) -> Result<u8, CliError> {
+    let res = engine.container(&a.container).and_then(|c| engine.rename_container(&c, &a.new_name));
+    if let Err(e) = res {
+        CliError::from(e).print();
+        return Err(CliError::usage(format!("Error: failed to rename container named {}", a.container)));
+    }
+    Ok(0)
+}
+
 pub fn logs(engine: &Engine, a: LogsArgs) -> Result<u8, CliError> {
     let c = engine.container(&a.container)?;
     let path = engine.data_root().join("containers").join(&c.id).join(format!("{}-json.log", c.id));

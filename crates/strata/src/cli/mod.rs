@@ -55,6 +55,8 @@ pub enum Command {
     Diff(container::DiffArgs),
     /// Export a container's filesystem as a tar archive
     Export(container::ExportArgs),
+    /// Rename a container
+    Rename(container::RenameArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -129,6 +131,7 @@ pub enum ContainerCommand {
     Logs(container::LogsArgs),
     Diff(container::DiffArgs),
     Export(container::ExportArgs),
+    Rename(container::RenameArgs),
     Inspect(image::InspectArgs),
     Prune(container::ContainerPruneArgs),
 }
@@ -167,6 +170,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => container::logs(e, a),
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => container::diff(e, a),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => container::export(e, a),
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => container::rename(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(e, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),
