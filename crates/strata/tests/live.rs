@@ -177,3 +177,48 @@ fn rename_errors_match_docker() {
     let strip_id = |e: String| e.split("by container").next().unwrap().to_string();
     assert_eq!(strip_id(stderr(&o)), strip_id(stderr(&d)));
 }
+
+#[test]
+fn pause_freezes_every_process_and_stop_thaws_it() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["volume", "create", "ticks"]);
+    let id = s.ok(&["run", "-d", "--name", "pz", "-v", "ticks:/t", "busybox", "sh", "-c", "trap 'exit 7' TERM; i=0; while true; do i=$((i+1)); echo $i > /t/n; usleep 20000; done"])
+        .trim()
+        .to_string();
+    let data = s.root.join("volumes/ticks/_data/n");
+    let read = || std::fs::read_to_string(&data).unwrap_or_default();
+    let wait_moving = || {
+        let first = read();
+        for _ in 0..200 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            if read() != first && !read().is_empty() {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(wait_moving(), "the counter runs");
+    assert_eq!(s.ok(&["pause", "pz"]), "pz\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let frozen = read();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(read(), frozen, "no process runs while paused");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.State.Paused}}", "pz"]), "paused true true\n");
+    assert!(s.ok(&["ps", "--format", "{{.Status}}"]).ends_with("(Paused)\n"));
+    let again = s.run(&["pause", "pz"]);
+    assert_eq!(stderr(&again), format!("Error response from daemon: Container {id} is already paused\n"));
+    let start = s.run(&["start", "pz"]);
+    assert!(stderr(&start).contains("cannot start a paused container, try unpause instead"), "{}", stderr(&start));
+    assert_eq!(s.ok(&["unpause", "pz"]), "pz\n");
+    assert!(wait_moving(), "runs again after unpause");
+    let not = s.run(&["unpause", "pz"]);
+    assert_eq!(stderr(&not), format!("Error response from daemon: Container {id} is not paused\n"));
+    // stop of a paused container: the signal lands once it is thawed.
+    s.ok(&["pause", "pz"]);
+    s.ok(&["stop", "pz"]);
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "pz"]), "exited 7\n");
+    let out = s.run(&["pause", "pz"]);
+    assert_eq!(stderr(&out), format!("Error response from daemon: Container {id} is not running\n"));
+    s.ok(&["rm", "pz"]);
+}

@@ -30,6 +30,9 @@ impl Engine {
     /// init runs (or failed to). With `attach`, returns the attached stream, connected
     /// before the first byte of output.
     pub fn start_container(&self, c: &Container, attach: Option<AttachSpec>) -> Result<Option<UnixStream>> {
+        if c.status == "paused" {
+            return Err(EngineError::Conflict("cannot start a paused container, try unpause instead".into()));
+        }
         if c.running() {
             return Err(EngineError::NotModified(format!("container {} is already running", c.id)));
         }
@@ -113,7 +116,10 @@ impl Engine {
             }
             return Err(EngineError::Conflict(format!("cannot kill container: {}: container {} is not running", c.name, c.id)));
         }
-        match self.request(c, &Request::Kill { signal })? {
+        let sent = self.request(c, &Request::Kill { signal })?;
+        // A frozen process takes its signal only once thawed, as docker's kill does.
+        self.thaw_if_paused(c)?;
+        match sent {
             Some(mut s) => match read_event(&mut s)? {
                 Some(Event::Error { message }) => Err(EngineError::Conflict(format!("cannot kill container: {}: {message}", c.name))),
                 _ => Ok(()),
@@ -135,7 +141,9 @@ impl Engine {
         }
         let timeout = timeout.unwrap_or_else(|| c.stop_timeout());
         let signal = signal.unwrap_or_else(|| c.stop_signal());
-        match self.request(c, &Request::Stop { signal, timeout })? {
+        let sent = self.request(c, &Request::Stop { signal, timeout })?;
+        self.thaw_if_paused(c)?;
+        match sent {
             Some(mut s) => {
                 while let Some(ev) = read_event(&mut s)? {
                     if matches!(ev, Event::Exit { .. }) {
@@ -157,6 +165,44 @@ impl Engine {
                 self.container(&c.id).map(|_| ())
             }
         }
+    }
+
+    /// `pause`: freezes every process of the container (the cgroup freezer, through the
+    /// container's runtime, so any strata process can do it).
+    pub fn pause_container(&self, c: &Container) -> Result<()> {
+        if c.status == "paused" {
+            return Err(EngineError::Conflict(format!("Container {} is already paused", c.id)));
+        }
+        if c.status != "running" {
+            return Err(EngineError::Conflict(format!("Container {} is not running", c.id)));
+        }
+        self.runtime_of(c)?.pause(&c.id).map_err(|e| EngineError::Conflict(e.to_string()))?;
+        self.root.db().write(|tx| tx.execute("UPDATE containers SET status='paused' WHERE id=?1 AND status='running'", [&c.id]))?;
+        Ok(())
+    }
+
+    /// `unpause`: thaws a paused container.
+    pub fn unpause_container(&self, c: &Container) -> Result<()> {
+        if c.status != "paused" {
+            return Err(EngineError::Conflict(format!("Container {} is not paused", c.id)));
+        }
+        self.runtime_of(c)?.resume(&c.id).map_err(|e| EngineError::Conflict(e.to_string()))?;
+        self.root.db().write(|tx| tx.execute("UPDATE containers SET status='running' WHERE id=?1 AND status='paused'", [&c.id]))?;
+        Ok(())
+    }
+
+    fn thaw_if_paused(&self, c: &Container) -> Result<()> {
+        if c.status == "paused" {
+            self.unpause_container(c)?;
+        }
+        Ok(())
+    }
+
+    /// The runtime the container was started with (`--runtime`), for operations on it
+    /// by id.
+    pub(crate) fn runtime_of(&self, c: &Container) -> Result<Box<dyn strata_runtime::executor::Executor>> {
+        let runtime = c.host_config().get("Runtime").and_then(serde_json::Value::as_str).filter(|r| *r != "strata");
+        strata_runtime::executor::executor_for(runtime, &self.runtime_state_root()).map_err(|e| EngineError::Invalid(e.to_string()))
     }
 
     fn wait_pid_gone(&self, c: &Container, limit: Duration) -> bool {

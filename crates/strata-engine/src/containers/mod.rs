@@ -386,8 +386,7 @@ impl Engine {
         }
         // Both gone: the exit code cannot be known. Release what the runtime kept for it
         // (cgroups, state); its mounts died with the supervisor's mount namespace.
-        let runtime = c.host_config().get("Runtime").and_then(Value::as_str).filter(|r| *r != "strata");
-        if let Ok(exec) = strata_runtime::executor::executor_for(runtime, &self.runtime_state_root()) {
+        if let Ok(exec) = self.runtime_of(&c) {
             let _ = exec.delete(&c.id, true);
         }
         // The volume references its supervisor took (a shared volume with driver options

@@ -546,6 +546,20 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<u8, CliError> {
 }
 
 #[derive(Args)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn pause(engine: &Engine, a: PauseArgs) -> Result<u8, CliError> {
+    Ok(each(&a.containers, |n| engine.container(n).and_then(|c| engine.pause_container(&c))))
+}
+
+pub fn unpause(engine: &Engine, a: PauseArgs) -> Result<u8, CliError> {
+    Ok(each(&a.containers, |n| engine.container(n).and_then(|c| engine.unpause_container(&c))))
+}
+
+#[derive(Args)]
 pub struct WaitArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,

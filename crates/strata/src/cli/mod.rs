@@ -57,6 +57,10 @@ pub enum Command {
     Export(container::ExportArgs),
     /// Rename a container
     Rename(container::RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(container::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(container::PauseArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -132,6 +136,8 @@ pub enum ContainerCommand {
     Diff(container::DiffArgs),
     Export(container::ExportArgs),
     Rename(container::RenameArgs),
+    Pause(container::PauseArgs),
+    Unpause(container::PauseArgs),
     Inspect(image::InspectArgs),
     Prune(container::ContainerPruneArgs),
 }
@@ -171,6 +177,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => container::diff(e, a),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => container::export(e, a),
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => container::rename(e, a),
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(e, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),
