@@ -222,3 +222,31 @@ fn pause_freezes_every_process_and_stop_thaws_it() {
     assert_eq!(stderr(&out), format!("Error response from daemon: Container {id} is not running\n"));
     s.ok(&["rm", "pz"]);
 }
+
+#[test]
+fn top_lists_the_containers_processes_only() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "-d", "--name", "tp", "busybox", "sh", "-c", "sleep 31 & sleep 32"]);
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = s.ok(&["top", "tp"]);
+        if out.contains("sleep 31") && out.contains("sleep 32") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
+    assert!(lines[0].starts_with("UID                 PID                 "), "docker's column widths: {out}");
+    // sh execs its last command: two processes, nothing from the host.
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(out.contains("sleep 31") && out.contains("sleep 32"), "{out}");
+    let custom = s.ok(&["container", "top", "tp", "-o", "pid,comm"]);
+    assert!(custom.starts_with("PID                 COMMAND\n"), "{custom}");
+    s.ok(&["rm", "-f", "tp"]);
+    let id = s.ok(&["create", "--name", "tp2", "busybox"]).trim().to_string();
+    let out = s.run(&["top", "tp2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("Error response from daemon: Container {id} is not running\n"));
+}

@@ -169,6 +169,28 @@ impl Engine {
         Ok(self.snapshotter().changes(&c.id)?)
     }
 
+    /// `top`: the host's `ps` with the given options (docker's default `-ef`), keeping the
+    /// rows of the container's processes — every pid in its cgroup, so exec'd processes
+    /// count too. Returns the titles and the rows, as the Engine API's ContainerTop.
+    pub fn container_top(&self, c: &Container, ps_args: &[String]) -> crate::Result<(Vec<String>, Vec<Vec<String>>)> {
+        if !matches!(c.status.as_str(), "running" | "paused") {
+            return Err(crate::EngineError::Conflict(format!("Container {} is not running", c.id)));
+        }
+        let pids = cgroup_pids(c.pid);
+        let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+        let out = std::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .map_err(|e| crate::EngineError::Invalid(format!("Error running ps: {}", strata_store::os_text(&e))))?;
+        if !out.status.success() {
+            return Err(crate::EngineError::Invalid(format!(
+                "ps: {}",
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )));
+        }
+        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    }
+
     pub fn container_inspect(&self, c: &Container, size: bool) -> Value {
         let dir = self.container_dir(&c.id);
         let status = if c.status == "exited" && c.finished_at == ZERO_TIME { "created" } else { c.status.as_str() };
@@ -245,5 +267,67 @@ impl Engine {
             }),
         );
         Value::Object(m)
+    }
+}
+
+/// Every pid in the cgroup of `pid` (v2, or the v1 `pids`/`memory`/`freezer` hierarchy).
+fn cgroup_pids(pid: i32) -> std::collections::HashSet<i32> {
+    let mut out = std::collections::HashSet::from([pid]);
+    let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return out };
+    let mut dirs = Vec::new();
+    for line in cg.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else { continue };
+        let path = path.trim_start_matches('/');
+        if ctrl.is_empty() {
+            dirs.push(std::path::Path::new("/sys/fs/cgroup").join(path));
+        } else if let Some(c) = ["pids", "memory", "freezer"].iter().find(|c| ctrl.split(',').any(|x| x == **c)) {
+            dirs.push(std::path::Path::new("/sys/fs/cgroup").join(c).join(path));
+        }
+    }
+    for d in dirs {
+        if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            break;
+        }
+    }
+    out
+}
+
+/// moby's parsePSOutput: titles from the header, the last column takes the rest of
+/// each line; rows whose PID is not one of `pids` are dropped.
+fn parse_ps(text: &str, pids: &std::collections::HashSet<i32>) -> crate::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut lines = text.lines();
+    let titles: Vec<String> = lines.next().unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let Some(pid_col) = titles.iter().position(|t| t == "PID") else {
+        return Err(crate::EngineError::Invalid("Couldn't find PID field in ps output".into()));
+    };
+    let mut rows = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < titles.len() {
+            continue;
+        }
+        let Ok(p) = fields[pid_col].parse::<i32>() else { continue };
+        if !pids.contains(&p) {
+            continue;
+        }
+        let mut row: Vec<String> = fields[..titles.len() - 1].iter().map(|s| s.to_string()).collect();
+        row.push(fields[titles.len() - 1..].join(" "));
+        rows.push(row);
+    }
+    Ok((titles, rows))
+}
+
+#[cfg(test)]
+mod top_tests {
+    #[test]
+    fn ps_rows_of_the_container_only_with_the_command_whole() {
+        let ps = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init splash\nroot 42 1 0 10:01 ? 00:00:00 sleep 100 now\n";
+        let pids = std::collections::HashSet::from([42]);
+        let (t, rows) = super::parse_ps(ps, &pids).unwrap();
+        assert_eq!(t.len(), 8);
+        assert_eq!(rows, vec![vec!["root", "42", "1", "0", "10:01", "?", "00:00:00", "sleep 100 now"]]);
+        assert!(super::parse_ps("USER COMMAND\n", &pids).is_err());
     }
 }

@@ -546,6 +546,27 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<u8, CliError> {
 }
 
 #[derive(Args)]
+pub struct TopArgs {
+    pub container: String,
+    /// Options passed to ps (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `top`: docker's table (tabwriter minwidth 20, padding 3).
+pub fn top(engine: &Engine, a: TopArgs) -> Result<u8, CliError> {
+    let c = engine.container(&a.container)?;
+    let (titles, rows) = engine.container_top(&c, &a.ps_args)?;
+    let mut text = titles.join("\t") + "\n";
+    for r in rows {
+        text.push_str(&r.join("\t"));
+        text.push('\n');
+    }
+    print!("{}", crate::format::tabwriter::tabwrite(&text, 20, 3, ' '));
+    Ok(0)
+}
+
+#[derive(Args)]
 pub struct PauseArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,

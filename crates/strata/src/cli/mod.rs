@@ -57,6 +57,8 @@ pub enum Command {
     Export(container::ExportArgs),
     /// Rename a container
     Rename(container::RenameArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
     /// Pause all processes within one or more containers
     Pause(container::PauseArgs),
     /// Unpause all processes within one or more containers
@@ -136,6 +138,7 @@ pub enum ContainerCommand {
     Diff(container::DiffArgs),
     Export(container::ExportArgs),
     Rename(container::RenameArgs),
+    Top(container::TopArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
     Inspect(image::InspectArgs),
@@ -177,6 +180,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => container::diff(e, a),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => container::export(e, a),
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => container::rename(e, a),
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
