@@ -37,6 +37,24 @@ pub enum Request {
     Resize { height: u16, width: u16 },
     /// Report pid and running state.
     State,
+    /// Run another process in the running container (`exec`). Without `detach` the
+    /// connection then carries its stdio (and its stdin when `stdin`) and ends with its
+    /// `Exit`; with `detach`, `Ok` answers at once.
+    Exec { process: ExecProcess, stdin: bool, detach: bool },
+}
+
+/// What `exec` runs, as the engine resolved it (user looked up in the container's own
+/// /etc/passwd, environment merged).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ExecProcess {
+    pub args: Vec<String>,
+    /// `KEY=value`.
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// The user as given (`name`, `uid`, `name:group`, empty for the container's own);
+    /// resolved by the supervisor, which sees the container's root.
+    pub user: String,
+    pub privileged: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +67,8 @@ pub enum Event {
     /// The container was removed (`--rm`) after its exit.
     Removed,
     Error { message: String },
+    /// An exec could not be started; `code` is docker's exit code for it.
+    ExecFailed { code: i32, message: String },
 }
 
 pub fn write_frame(w: &mut dyn Write, kind: u8, data: &[u8]) -> io::Result<()> {

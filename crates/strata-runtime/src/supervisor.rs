@@ -24,8 +24,8 @@ use std::time::Duration;
 use rustix::event::epoll;
 use strata_snapshot::{mount_all, LinuxSyscall, Mount, Syscall};
 
-use crate::executor::{Executor, Io};
-use crate::protocol::{self, Event, FrameBuf, Request};
+use crate::executor::{ExecSpec, Executor, Io};
+use crate::protocol::{self, Event, ExecProcess, FrameBuf, Request};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -59,12 +59,27 @@ pub trait Host {
     /// The container stopped for good and its mounts are gone. Returns whether it was
     /// removed (`--rm`).
     fn finished(&mut self) -> bool;
+    /// An `exec` request made concrete against the container's root (its user database,
+    /// its environment); an error is docker's exit code and message.
+    fn exec_spec(&mut self, rootfs: &std::path::Path, process: &ExecProcess) -> Result<ExecSpec, (i32, String)>;
 }
 
 enum ClientMode {
     New,
     Attach { stdin: bool },
     Wait,
+    /// The client of exec number `n`: its stdin goes to that process.
+    Exec(u64),
+}
+
+/// A process started by `exec`; `client` 0 for a detached one.
+struct ExecRun {
+    pid: i32,
+    client: u64,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    exit: Option<i32>,
 }
 
 struct Client {
@@ -81,6 +96,8 @@ const TOK_OUT: u64 = 3;
 const TOK_ERR: u64 = 4;
 const TOK_TIMER: u64 = 5;
 const TOK_CLIENT: u64 = 100;
+/// Exec n's stdout is `TOK_EXEC + 2n`, its stderr the next token.
+const TOK_EXEC: u64 = 1 << 40;
 
 /// Line-splitting writer of docker's json-file log.
 struct LogWriter {
@@ -152,6 +169,8 @@ pub struct Supervisor<'a> {
     manual_stop: bool,
     restart_pending: bool,
     last_exit: Option<i32>,
+    execs: HashMap<u64, ExecRun>,
+    next_exec: u64,
 }
 
 fn io_err<'a>(id: &'a str, op: &'static str) -> impl FnOnce(io::Error) -> SupervisorError + 'a {
@@ -282,6 +301,8 @@ impl<'a> Supervisor<'a> {
             manual_stop: false,
             restart_pending: false,
             last_exit: None,
+            execs: HashMap::new(),
+            next_exec: 0,
         };
         s.watch(s.signalfd.as_raw_fd(), TOK_SIGNAL).map_err(io_err(&id, "epoll"))?;
         s.watch(s.listener.as_raw_fd(), TOK_LISTEN).map_err(io_err(&id, "epoll"))?;
@@ -374,9 +395,11 @@ impl<'a> Supervisor<'a> {
                     TOK_OUT => self.on_output(0),
                     TOK_ERR => self.on_output(1),
                     TOK_TIMER => self.on_timer(host),
-                    c => self.on_client(c),
+                    e if e >= TOK_EXEC => self.on_exec_output((e - TOK_EXEC) / 2, ((e - TOK_EXEC) % 2) as usize),
+                    c => self.on_client(c, host),
                 }
             }
+            self.finish_execs();
             if let Some(done) = self.check_exit(host) {
                 return done;
             }
@@ -392,6 +415,16 @@ impl<'a> Supervisor<'a> {
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid <= 0 {
                 break;
+            }
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                255
+            };
+            if let Some(x) = self.execs.values_mut().find(|x| x.pid == pid) {
+                x.exit = Some(code);
             }
             if let Some(r) = self.run.as_mut() {
                 if r.pid == pid {
@@ -467,7 +500,7 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    fn on_client(&mut self, t: u64) {
+    fn on_client(&mut self, t: u64, host: &mut dyn Host) {
         let mut buf = [0u8; 32 * 1024];
         let mut closed = false;
         {
@@ -490,12 +523,20 @@ impl<'a> Supervisor<'a> {
                     break;
                 }
             };
-            self.on_frame(t, frame);
+            self.on_frame(t, frame, host);
         }
         if closed {
             // A client that goes away ends its stdin, as a docker client's write-close does.
-            if let Some(Client { mode: ClientMode::Attach { stdin: true }, .. }) = self.clients.get(&t) {
-                self.close_stdin();
+            match self.clients.get(&t).map(|c| &c.mode) {
+                Some(ClientMode::Attach { stdin: true }) => self.close_stdin(),
+                Some(ClientMode::Exec(n)) => {
+                    let n = *n;
+                    if let Some(x) = self.execs.get_mut(&n) {
+                        x.stdin = None;
+                        x.client = 0;
+                    }
+                }
+                _ => {}
             }
             self.drop_client(t);
         }
@@ -522,8 +563,19 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    fn on_frame(&mut self, t: u64, (kind, data): (u8, Vec<u8>)) {
+    fn on_frame(&mut self, t: u64, (kind, data): (u8, Vec<u8>), host: &mut dyn Host) {
         if kind == protocol::STDIN {
+            if let Some(ClientMode::Exec(n)) = self.clients.get(&t).map(|c| &c.mode) {
+                let n = *n;
+                if let Some(x) = self.execs.get_mut(&n) {
+                    if data.is_empty() {
+                        x.stdin = None;
+                    } else if let Some(fd) = x.stdin.as_ref() {
+                        let _ = write_all_fd(fd, &data);
+                    }
+                }
+                return;
+            }
             let allowed = matches!(self.clients.get(&t).map(|c| &c.mode), Some(ClientMode::Attach { stdin: true }));
             if !allowed {
                 return;
@@ -593,6 +645,92 @@ impl<'a> Supervisor<'a> {
             Request::State => {
                 let ev = Event::State { running: pid.is_some(), pid: pid.unwrap_or(0) };
                 self.reply(t, &ev);
+            }
+            Request::Exec { process, stdin, detach } => {
+                if pid.is_none() {
+                    let message = format!("container {} is not running", self.cfg.id);
+                    return self.reply(t, &Event::ExecFailed { code: 126, message });
+                }
+                match self.start_exec(t, &process, stdin, detach, host) {
+                    Ok(()) => self.reply(t, &Event::Ok),
+                    Err((code, message)) => self.reply(t, &Event::ExecFailed { code, message }),
+                }
+            }
+        }
+    }
+
+    /// Starts an exec'd process with pipes for its stdio, watched like the init's.
+    fn start_exec(&mut self, t: u64, process: &ExecProcess, stdin: bool, detach: bool, host: &mut dyn Host) -> Result<(), (i32, String)> {
+        let spec = host.exec_spec(&self.cfg.rootfs, process)?;
+        let ioerr = |e: io::Error| (126, format!("exec: {e}"));
+        let n = self.next_exec;
+        self.next_exec += 1;
+        let (io, ours) = if detach {
+            let null = || File::options().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(ioerr);
+            (Io::Pipes { stdin: None, stdout: null()?, stderr: null()? }, None)
+        } else {
+            let (or, ow) = pipe().map_err(ioerr)?;
+            let (er, ew) = pipe().map_err(ioerr)?;
+            let (si, so) = if stdin {
+                let (r, w) = pipe().map_err(ioerr)?;
+                (Some(r), Some(w))
+            } else {
+                (None, None)
+            };
+            (Io::Pipes { stdin: si, stdout: ow, stderr: ew }, Some((or, er, so)))
+        };
+        let pid = self.exec.exec(&self.cfg.id, &spec, io).map_err(|e| (126, e.to_string()))?;
+        let mut run = ExecRun { pid, client: if detach { 0 } else { t }, out: None, err: None, stdin: None, exit: None };
+        if let Some((or, er, so)) = ours {
+            for (fd, k) in [(&or, 0u64), (&er, 1)] {
+                set_nonblocking(fd.as_raw_fd());
+                self.watch(fd.as_raw_fd(), TOK_EXEC + 2 * n + k).map_err(ioerr)?;
+            }
+            run.out = Some(or);
+            run.err = Some(er);
+            run.stdin = so;
+            if let Some(c) = self.clients.get_mut(&t) {
+                c.mode = ClientMode::Exec(n);
+            }
+        }
+        self.execs.insert(n, run);
+        Ok(())
+    }
+
+    fn on_exec_output(&mut self, n: u64, stream: usize) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let Some(x) = self.execs.get_mut(&n) else { return };
+        let slot = if stream == 0 { &mut x.out } else { &mut x.err };
+        let Some(fd) = slot.as_ref() else { return };
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) | Err(rustix::io::Errno::IO) => {
+                let raw = fd.as_raw_fd();
+                *slot = None;
+                self.unwatch(raw);
+            }
+            Ok(k) => {
+                let client = x.client;
+                let kind = if stream == 0 { protocol::STDOUT } else { protocol::STDERR };
+                let failed = match self.clients.get_mut(&client) {
+                    Some(c) => protocol::write_frame(&mut c.stream, kind, &buf[..k]).is_err(),
+                    None => false,
+                };
+                if failed {
+                    self.drop_client(client);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Exec'd processes that exited and whose output is drained: their client gets
+    /// the exit code, last.
+    fn finish_execs(&mut self) {
+        let done: Vec<u64> = self.execs.iter().filter(|(_, x)| x.exit.is_some() && x.out.is_none() && x.err.is_none()).map(|(n, _)| *n).collect();
+        for n in done {
+            let Some(x) = self.execs.remove(&n) else { continue };
+            if x.client != 0 {
+                self.reply(x.client, &Event::Exit { code: x.exit.unwrap_or(255) });
             }
         }
     }

@@ -250,3 +250,99 @@ fn top_lists_the_containers_processes_only() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), format!("Error response from daemon: Container {id} is not running\n"));
 }
+
+/// Each exec case: arguments after `exec`, and stdin.
+const EXEC_CASES: &[(&[&str], &str)] = &[
+    (&["nosuch"], ""),
+    (&["sh", "-c", "exit 3"], ""),
+    (&["/etc"], ""),
+    (&["-u", "nobody", "id"], ""),
+    (&["-u", "1234:5", "id"], ""),
+    (&["-u", "nouser", "id"], ""),
+    (&["-w", "/tmp", "pwd"], ""),
+    (&["-e", "A=1", "sh", "-c", "echo $A $HOME $PATH"], ""),
+    (&["-i", "cat"], "hello\nworld\n"),
+    (&["sh", "-c", "echo out; echo err >&2; exit 5"], ""),
+];
+
+fn exec_in(run: &dyn Fn(&[&str], &str) -> std::process::Output, name: &str) -> Vec<(Option<i32>, String, String)> {
+    EXEC_CASES
+        .iter()
+        .map(|(args, input)| {
+            let mut full = vec!["exec"];
+            let (flags, cmd): (Vec<&str>, Vec<&str>) = {
+                // Flags go before the container name.
+                let split = args.iter().position(|a| !a.starts_with('-') && !["nobody", "1234:5", "nouser", "/tmp", "A=1"].contains(a)).unwrap_or(0);
+                (args[..split].to_vec(), args[split..].to_vec())
+            };
+            full.extend(flags);
+            full.push(name);
+            full.extend(cmd);
+            let o = run(&full, input);
+            (o.status.code(), stdout(&o), stderr(&o))
+        })
+        .collect()
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_exit_code() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "60"]);
+    let got = exec_in(&|args, input| s.run_stdin(args, input.as_bytes()), "ex");
+    assert_eq!(got[0].0, Some(126));
+    assert!(got[0].1.ends_with("executable file not found in $PATH: unknown\r\n"), "{:?}", got[0]);
+    assert_eq!(got[1].0, Some(3));
+    assert_eq!(got[3].1, "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n");
+    assert_eq!(got[8], (Some(0), "hello\nworld\n".into(), String::new()), "stdin EOF ends cat");
+    assert_eq!(got[9], (Some(5), "out\n".into(), "err\n".into()), "output drained before the exit");
+    // Detached: runs on its own; the supervisor reaps it.
+    assert_eq!(s.ok(&["exec", "-d", "ex", "sh", "-c", "echo bg > /tmp/bg"]), "");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = stdout(&s.run(&["exec", "ex", "cat", "/tmp/bg"]));
+        if seen == "bg\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(seen, "bg\n");
+    let top = s.ok(&["top", "ex"]);
+    assert_eq!(top.lines().count(), 2, "no exec'd process left behind: {top}");
+    s.ok(&["pause", "ex"]);
+    let paused = s.run(&["exec", "ex", "true"]);
+    assert!(stderr(&paused).contains("is paused, unpause the container before exec"), "{}", stderr(&paused));
+    s.ok(&["unpause", "ex"]);
+    s.ok(&["stop", "-t", "0", "ex"]);
+    let stopped = s.run(&["exec", "ex", "true"]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(stderr(&stopped).ends_with("is not running\n"), "{}", stderr(&stopped));
+}
+
+#[test]
+fn exec_matches_docker() {
+    if !reference_docker() {
+        eprintln!("skipped: the reference docker is not running");
+        return;
+    }
+    let s = Strata::new();
+    let tag = format!("strata-exec:{}", std::process::id());
+    docker_ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    s.ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &tag]);
+    let name = format!("strata-exec-{}", std::process::id());
+    docker_ok(&["run", "-d", "--name", &name, &tag, "sleep", "60"]);
+    s.ok(&["run", "-d", "--name", &name, &tag, "sleep", "60"]);
+    let docker_run = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = Command::new("docker").args(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let d = exec_in(&docker_run, &name);
+    let o = exec_in(&|args, input| s.run_stdin(args, input.as_bytes()), &name);
+    let _ = docker(&["rm", "-f", &name]);
+    let _ = docker(&["rmi", &tag]);
+    for (i, (dd, oo)) in d.iter().zip(&o).enumerate() {
+        assert_eq!(oo, dd, "case {:?}", EXEC_CASES[i].0);
+    }
+}

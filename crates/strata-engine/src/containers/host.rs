@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rusqlite::params;
 use serde_json::Value;
-use strata_runtime::executor::{executor_for, Executor};
-use strata_runtime::protocol::Request;
+use strata_runtime::executor::{executor_for, ExecSpec, Executor};
+use strata_runtime::protocol::{ExecProcess, Request};
 use strata_runtime::spec::{BindMount, ContainerSpec, ProcessSpec, Resources, TmpfsMount};
 use strata_runtime::supervisor::{self, Config, Host, MountNamespaces, Supervisor};
 use strata_snapshot::Syscall;
@@ -230,6 +230,50 @@ impl Host for EngineHost<'_> {
         }
         false
     }
+
+    fn exec_spec(&mut self, rootfs: &Path, process: &ExecProcess) -> std::result::Result<ExecSpec, (i32, String)> {
+        exec_spec(&self.c, rootfs, process)
+    }
+}
+
+/// Runtime environment: PATH, HOSTNAME, TERM (with a tty), HOME, then `env` in order,
+/// each replacing an earlier value of its name.
+fn runtime_env(c: &Container, path_var: &str, home: &str, tty: bool, env: &[String]) -> Vec<String> {
+    let hostname = c.config.get("Hostname").and_then(Value::as_str).unwrap_or(&c.id[..12]).to_string();
+    let mut full: Vec<String> = vec![format!("PATH={path_var}"), format!("HOSTNAME={hostname}")];
+    if tty {
+        full.push("TERM=xterm".into());
+    }
+    full.push(format!("HOME={home}"));
+    for e in env {
+        let k = e.split('=').next().unwrap_or("");
+        full.retain(|x| x.split('=').next() != Some(k));
+        full.push(e.clone());
+    }
+    full
+}
+
+/// An exec request made concrete: docker's defaults (the container's user, working
+/// directory and environment), the user resolved in the container's own files, and the
+/// command looked up inside its root (126, with runc's wording, when it cannot run).
+fn exec_spec(c: &Container, rootfs: &Path, p: &ExecProcess) -> std::result::Result<ExecSpec, (i32, String)> {
+    let mut env: Vec<String> = c.config.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    env.extend(p.env.iter().cloned());
+    let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").to_string();
+    let user = if p.user.is_empty() { c.config.get("User").and_then(Value::as_str).unwrap_or("").to_string() } else { p.user.clone() };
+    let (uid, gid, additional_gids, home) = crate::userdb::resolve_user(rootfs, &user).map_err(|m| (126, m))?;
+    let cwd = if p.cwd.is_empty() {
+        c.config.get("WorkingDir").and_then(Value::as_str).filter(|w| !w.is_empty()).unwrap_or("/").to_string()
+    } else {
+        p.cwd.clone()
+    };
+    let argv0 = p.args.first().ok_or((126, "No exec command specified".to_string()))?;
+    crate::userdb::lookup_command(rootfs, argv0, &path_var, &cwd).map_err(|(_, why)| {
+        // runc's exec path does not stat first: execve's EACCES is what it reports.
+        let why = if why == "is a directory" { "permission denied".to_string() } else { why };
+        (126, format!("OCI runtime exec failed: exec failed: unable to start container process: exec: \"{argv0}\": {why}: unknown"))
+    })?;
+    Ok(ExecSpec { args: p.args.clone(), env: runtime_env(c, &path_var, &home, false, &env), cwd, uid, gid, additional_gids })
 }
 
 /// The runtime spec for one start: command resolved inside the container's root
@@ -245,19 +289,9 @@ fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Pat
     crate::userdb::lookup_command(rootfs, argv0, &path_var, &cwd).map_err(|(code, why)| {
         (code, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"{argv0}\": {why}: unknown"))
     })?;
-    let hostname = c.config.get("Hostname").and_then(Value::as_str).unwrap_or(&c.id[..12]).to_string();
     let tty = c.tty();
-    // Runtime environment: PATH, HOSTNAME, TERM (with a tty), HOME, then the config's own.
-    let mut full: Vec<String> = vec![format!("PATH={path_var}"), format!("HOSTNAME={hostname}")];
-    if tty {
-        full.push("TERM=xterm".into());
-    }
-    full.push(format!("HOME={home}"));
-    for e in &env {
-        let k = e.split('=').next().unwrap_or("");
-        full.retain(|x| x.split('=').next() != Some(k));
-        full.push(e.clone());
-    }
+    let full = runtime_env(c, &path_var, &home, tty, &env);
+    let hostname = c.config.get("Hostname").and_then(Value::as_str).unwrap_or(&c.id[..12]).to_string();
     let mut args = vec![c.path.clone()];
     args.extend(c.args.iter().cloned());
     let hc = c.host_config();

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_runtime::protocol::{self, Event, Request};
+use strata_runtime::protocol::{self, Event, ExecProcess, Request};
 use strata_runtime::supervisor::connect;
 
 use super::{alive, Container};
@@ -101,6 +101,29 @@ impl Engine {
         let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
         protocol::write_json(&mut s, req).map_err(|e| EngineError::io("send", "supervisor", e))?;
         Ok(Some(s))
+    }
+
+    /// `exec`: asks the container's supervisor to start `process`. Without `detach`,
+    /// returns the stream that carries its stdio and ends with its `Exit`.
+    pub fn exec_container(&self, c: &Container, process: ExecProcess, stdin: bool, detach: bool) -> Result<Option<UnixStream>> {
+        if c.status == "paused" {
+            return Err(EngineError::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)));
+        }
+        let not_running = || EngineError::Conflict(format!("Container {} is not running", c.id));
+        if c.status != "running" {
+            return Err(not_running());
+        }
+        let mut s = self.request(c, &Request::Exec { process, stdin, detach })?.ok_or_else(not_running)?;
+        // The start is answered at once; the stream itself is as long as the process.
+        match read_event(&mut s)? {
+            Some(Event::Ok) => {
+                let _ = s.set_read_timeout(None);
+                Ok(if detach { None } else { Some(s) })
+            }
+            Some(Event::ExecFailed { code, message }) => Err(EngineError::Start { code, message }),
+            Some(Event::Error { message }) => Err(EngineError::Conflict(message)),
+            _ => Err(not_running()),
+        }
     }
 
     /// Opens an attach stream to a running container.

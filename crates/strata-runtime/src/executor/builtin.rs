@@ -12,7 +12,7 @@ use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor as Workload, ExecutorError, ExecutorValidationError};
 
 use super::console::ConsoleSocket;
-use super::{chain, create_state_root, dev_null, reap, Executor, Io, Started};
+use super::{chain, create_state_root, dev_null, reap, ExecSpec, Executor, Io, Started};
 use crate::RuntimeError;
 
 /// libcontainer (youki) linked in; state under `state_root/<id>` (youki's layout).
@@ -156,6 +156,35 @@ impl Executor for Builtin {
         }
         let mut c = self.load(id, "delete")?;
         c.delete(force).map_err(|e| lc_err(id, "delete", e))
+    }
+
+    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<i32, RuntimeError> {
+        let Io::Pipes { stdin, stdout, stderr } = io else {
+            return Err(RuntimeError::runtime(id, "exec", "a terminal for exec is not supported yet"));
+        };
+        let stdin = match stdin {
+            Some(fd) => fd,
+            None => dev_null()?,
+        };
+        let env = process.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(CleanExec)
+            .with_root_path(&self.state_root)
+            .map_err(|e| lc_err(id, "exec", e))?
+            .with_stdin(stdin)
+            .with_stdout(stdout)
+            .with_stderr(stderr)
+            .as_tenant()
+            .with_container_args(process.args.clone())
+            .with_env(env)
+            .with_cwd(Some(PathBuf::from(&process.cwd)))
+            .with_user(Some(process.uid))
+            .with_group(Some(process.gid))
+            .with_additional_gids(process.additional_gids.clone())
+            .with_detach(true)
+            .build()
+            .map_err(|e| lc_err(id, "exec", e))?;
+        Ok(pid.as_raw())
     }
 
     fn pause(&self, id: &str) -> Result<(), RuntimeError> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::console::ConsoleSocket;
-use super::{create_state_root, dev_null, reap, Executor, Io, Started};
+use super::{create_state_root, dev_null, reap, ExecSpec, Executor, Io, Started};
 use crate::RuntimeError;
 
 #[derive(Debug, Clone)]
@@ -189,6 +189,39 @@ impl Executor for External {
         }
         args.push(id);
         self.run(id, "delete", &args)
+    }
+
+    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<i32, RuntimeError> {
+        let Io::Pipes { stdin, stdout, stderr } = io else {
+            return Err(RuntimeError::runtime(id, "exec", "a terminal for exec is not supported yet"));
+        };
+        let pid_file = self.state_root.join(format!(".{id}-exec-{}.pid", strata_store::random_hex(4)));
+        let _pid_guard = RemoveOnDrop(pid_file.clone());
+        let log = LogFile::new(&self.state_root, id);
+        let mut cmd = self.command(&log.path);
+        cmd.arg("exec").arg("--detach").arg("--pid-file").arg(&pid_file).arg("--cwd").arg(&process.cwd);
+        // runc takes additional groups with `--additional-gids`; crun and youki the same.
+        cmd.arg("--user").arg(format!("{}:{}", process.uid, process.gid));
+        for g in &process.additional_gids {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
+        for e in &process.env {
+            cmd.arg("--env").arg(e);
+        }
+        let stdin: OwnedFd = match stdin {
+            Some(fd) => fd,
+            None => dev_null()?,
+        };
+        // With --detach, runc hands its own stdio to the process.
+        cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+        cmd.arg(id).args(&process.args);
+        let status = cmd.status().map_err(RuntimeError::io("run", &self.binary))?;
+        drop(cmd);
+        if !status.success() {
+            return Err(RuntimeError::runtime(id, "exec", log.error(status)));
+        }
+        let text = fs::read_to_string(&pid_file).map_err(RuntimeError::io("read", &pid_file))?;
+        text.trim().parse::<i32>().map_err(|_| RuntimeError::runtime(id, "exec", format!("bad pid file: {text:?}")))
     }
 
     fn pause(&self, id: &str) -> Result<(), RuntimeError> {

@@ -57,6 +57,21 @@ pub trait Executor {
     fn pause(&self, id: &str) -> Result<(), RuntimeError>;
     /// Thaws a paused container.
     fn resume(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Starts another process in the running container `id`, with the init's namespaces,
+    /// cgroups and limits. Like `start`, the process ends up a child of the (subreaper)
+    /// caller, which reaps it. `Io::Terminal` is not supported here yet.
+    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<i32, RuntimeError>;
+}
+
+/// A process for [`Executor::exec`], with its user already numeric.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
 }
 
 /// The names `--runtime` accepts for the built-in executor.

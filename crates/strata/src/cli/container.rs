@@ -289,13 +289,15 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
     }
     let spec = AttachSpec { stdin: o.attach_stdin, stdout: o.attach_stdout, stderr: o.attach_stderr };
     let stream = engine.start_container(&c, Some(spec)).map_err(run_error)?.expect("attached start returns a stream");
-    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty)?;
+    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty, c.auto_remove())?;
     Ok(code as u8)
 }
 
 /// Copies the attach stream to our stdout/stderr (and our stdin to it) until the exit
 /// event; returns the container's exit code.
-fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, tty: bool, sig_proxy: bool) -> Result<i32, CliError> {
+/// Pumps a supervisor stream to the terminal until the process's `Exit` (and, with
+/// `wait_removed`, the `--rm` removal after it).
+fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, tty: bool, sig_proxy: bool, wait_removed: bool) -> Result<i32, CliError> {
     let _raw = if tty && spec.stdin { RawTerminal::enter() } else { None };
     if tty {
         if let Some((h, w)) = terminal_size() {
@@ -341,7 +343,7 @@ fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, t
             Ok(Some((protocol::CONTROL, d))) => match serde_json::from_slice::<Event>(&d) {
                 Ok(Event::Exit { code: x }) => {
                     code = Some(x);
-                    if !c.auto_remove() {
+                    if !wait_removed {
                         break;
                     }
                 }
@@ -450,7 +452,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<u8, CliError> {
             // never with `run`'s 125/126/127 and usage hint.
             Err(e) => return Err(CliError::from(e)),
         };
-        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty())?;
+        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty(), c.auto_remove())?;
         return Ok(code as u8);
     }
     let mut failed = false;
@@ -543,6 +545,69 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<u8, CliError> {
         let c = engine.container(n)?;
         engine.kill_container(&c, sig, false)
     }))
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `exec`: the supervisor starts the process and reaps it; its exit code is ours. A
+/// process that cannot be started exits 126 with the runtime's words, on stdout as
+/// docker's.
+pub fn exec(engine: &Engine, a: ExecArgs) -> Result<u8, CliError> {
+    if a.tty {
+        return Err(CliError::usage("exec -t: terminals for exec are not supported yet"));
+    }
+    let c = engine.container(&a.container)?;
+    // `-e NAME` takes NAME's value from here, or drops it, as docker's client does.
+    let env = a
+        .env
+        .iter()
+        .filter_map(|e| if e.contains('=') { Some(e.clone()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) })
+        .collect();
+    let process = strata_runtime::protocol::ExecProcess {
+        args: a.command.clone(),
+        env,
+        cwd: a.workdir.clone().unwrap_or_default(),
+        user: a.user.clone().unwrap_or_default(),
+        privileged: a.privileged,
+    };
+    let stream = match engine.exec_container(&c, process, a.interactive && !a.detach, a.detach) {
+        Ok(s) => s,
+        Err(EngineError::Start { code, message }) => {
+            // docker's API writes this into the already hijacked stream: stdout, "\r\n".
+            print!("{message}\r\n");
+            return Ok(code as u8);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(stream) = stream else { return Ok(0) };
+    let spec = AttachSpec { stdin: a.interactive, stdout: true, stderr: true };
+    Ok(relay(engine, &c, stream, spec, false, false, false)? as u8)
 }
 
 #[derive(Args)]

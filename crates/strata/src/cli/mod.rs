@@ -57,6 +57,8 @@ pub enum Command {
     Export(container::ExportArgs),
     /// Rename a container
     Rename(container::RenameArgs),
+    /// Execute a command in a running container
+    Exec(container::ExecArgs),
     /// Display the running processes of a container
     Top(container::TopArgs),
     /// Pause all processes within one or more containers
@@ -138,6 +140,7 @@ pub enum ContainerCommand {
     Diff(container::DiffArgs),
     Export(container::ExportArgs),
     Rename(container::RenameArgs),
+    Exec(container::ExecArgs),
     Top(container::TopArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
@@ -180,6 +183,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => container::diff(e, a),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => container::export(e, a),
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => container::rename(e, a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => container::exec(e, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
