@@ -346,3 +346,38 @@ fn exec_matches_docker() {
         assert_eq!(oo, dd, "case {:?}", EXEC_CASES[i].0);
     }
 }
+
+#[test]
+fn commit_makes_the_writable_layer_an_image_without_volumes() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "--name", "cm", "-v", "/mydata", "busybox", "sh", "-c", "echo x > /mydata/f; echo y > /root/y; rm /etc/group; mkdir -p /opt/app && echo app > /opt/app/a"]);
+    let id = s.ok(&["commit", "-a", "me <me@x>", "-m", "first", "-c", r#"CMD ["cat","/opt/app/a"]"#, "cm", "myimg:v1"]);
+    assert!(id.starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    assert_eq!(s.ok(&["run", "--rm", "myimg:v1"]), "app\n", "the -c change applies");
+    let probe = s.run(&["run", "--rm", "myimg:v1", "sh", "-c", "cat /root/y; test -e /etc/group || echo gone; ls -A /mydata | wc -l"]);
+    assert_eq!(stdout(&probe), "y\ngone\n0\n", "the deletion is a whiteout; the volume's content is not in the layer");
+    let fmt = "{{.Author}}|{{.Comment}}|{{json .Config.Volumes}}|{{len .RootFS.Layers}}";
+    assert_eq!(s.ok(&["image", "inspect", "-f", fmt, "myimg:v1"]), "me <me@x>|first|{\"/mydata\":{}}|2\n");
+    let hist = s.ok(&["history", "--format", "{{.CreatedBy}}|{{.Comment}}", "myimg:v1"]);
+    assert!(hist.starts_with("sh -c echo x > /mydata/f;"), "{hist}");
+    // A running container is paused for the read and runs on afterwards.
+    s.ok(&["run", "-d", "--name", "live", "busybox", "sh", "-c", "echo here > /tmp/mark; sleep 60"]);
+    let mut img = String::new();
+    for _ in 0..50 {
+        s.ok(&["commit", "live", "snap:1"]);
+        img = s.ok(&["run", "--rm", "snap:1", "cat", "/tmp/mark"]);
+        if img == "here\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(img, "here\n");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}}", "live"]), "running\n");
+    s.ok(&["commit", "--pause=false", "live"]);
+    let bad = s.run(&["commit", "-c", "FROB x", "live"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}}", "live"]), "running\n", "a bad change fails before pausing");
+    s.ok(&["rm", "-f", "live", "cm"]);
+    assert_eq!(s.run(&["run", "--rm", "myimg:v1", "cat", "/root/y"]).status.code(), Some(0), "the image outlives its container");
+}

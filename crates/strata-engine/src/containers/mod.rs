@@ -12,6 +12,7 @@
 //! init are both gone is recorded as exited with code 255 (the real code is unknowable),
 //! and an `--rm` one is removed.
 
+pub mod commit;
 pub mod host;
 pub mod inspect;
 pub mod lifecycle;

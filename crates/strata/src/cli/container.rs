@@ -611,6 +611,39 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<u8, CliError> {
 }
 
 #[derive(Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long = "change")]
+    pub changes: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub pause: bool,
+    pub container: String,
+    pub repository: Option<String>,
+}
+
+/// `commit`: prints the new image's id, as docker does.
+pub fn commit(engine: &Engine, a: CommitArgs) -> Result<u8, CliError> {
+    let tag = a.repository.as_deref().map(super::image::parse_tag).transpose()?;
+    let c = engine.container(&a.container)?;
+    let o = strata_engine::containers::commit::CommitOptions {
+        tag,
+        author: a.author.unwrap_or_default(),
+        message: a.message.unwrap_or_default(),
+        changes: a.changes,
+        pause: a.pause,
+    };
+    println!("{}", engine.commit_container(&c, &o)?);
+    Ok(0)
+}
+
+#[derive(Args)]
 pub struct TopArgs {
     pub container: String,
     /// Options passed to ps (default -ef)

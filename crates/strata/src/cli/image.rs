@@ -166,7 +166,7 @@ pub fn import(engine: &Engine, a: ImportArgs) -> Result<u8, CliError> {
 }
 
 /// A tag given on the command line: defaults to `:latest`, must not carry a digest.
-fn parse_tag(s: &str) -> Result<Reference, CliError> {
+pub(crate) fn parse_tag(s: &str) -> Result<Reference, CliError> {
     let r = Reference::parse(s).map_err(|e| CliError::usage(e.to_string()))?;
     if r.digest().is_some() {
         return Err(CliError::usage(format!("refusing to create a tag with a digest reference: {s}")));

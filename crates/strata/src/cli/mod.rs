@@ -59,6 +59,8 @@ pub enum Command {
     Rename(container::RenameArgs),
     /// Execute a command in a running container
     Exec(container::ExecArgs),
+    /// Create a new image from a container's changes
+    Commit(container::CommitArgs),
     /// Display the running processes of a container
     Top(container::TopArgs),
     /// Pause all processes within one or more containers
@@ -141,6 +143,7 @@ pub enum ContainerCommand {
     Export(container::ExportArgs),
     Rename(container::RenameArgs),
     Exec(container::ExecArgs),
+    Commit(container::CommitArgs),
     Top(container::TopArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
@@ -184,6 +187,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => container::export(e, a),
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => container::rename(e, a),
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => container::exec(e, a),
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => container::commit(e, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
