@@ -381,3 +381,54 @@ fn commit_makes_the_writable_layer_an_image_without_volumes() {
     s.ok(&["rm", "-f", "live", "cm"]);
     assert_eq!(s.run(&["run", "--rm", "myimg:v1", "cat", "/root/y"]).status.code(), Some(0), "the image outlives its container");
 }
+
+#[test]
+fn cp_both_ways_resolves_every_path_inside_the_container() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path();
+    // A stopped container with a volume: its content is where the container sees it.
+    s.ok(&["run", "--name", "cpx", "-v", "cpvol:/vol", "busybox", "sh", "-c", "mkdir -p /d/sub; echo a > /d/a; echo b > /d/sub/b; echo v > /vol/v; ln -s /etc /vol/esc"]);
+    let tar = s.cmd(&["cp", "cpx:/d", "-"]).output().unwrap();
+    let names = tar_listing(&tar.stdout);
+    assert!(names.iter().any(|n| n.ends_with(" d/sub/b")) && names.iter().any(|n| n.ends_with(" d/a")), "{names:?}");
+    s.ok(&["cp", "cpx:/d", h.to_str().unwrap()]);
+    assert_eq!(std::fs::read(h.join("d/sub/b")).unwrap(), b"b\n");
+    s.ok(&["cp", "cpx:/vol/v", h.join("renamed").to_str().unwrap()]);
+    assert_eq!(std::fs::read(h.join("renamed")).unwrap(), b"v\n", "volume content, renamed at the destination");
+    // Into the stopped container: a write into the volume lands in the volume.
+    std::fs::write(h.join("hf"), b"host file\n").unwrap();
+    std::os::unix::fs::chown(h.join("hf"), Some(1234), Some(1234)).unwrap();
+    s.ok(&["cp", h.join("hf").to_str().unwrap(), "cpx:/vol/"]);
+    let data = s.root.join("volumes/cpvol/_data");
+    assert_eq!(std::fs::read(data.join("hf")).unwrap(), b"host file\n");
+    assert_eq!(std::fs::metadata(data.join("hf")).unwrap().uid(), 0, "root's without -a");
+    s.ok(&["cp", "-a", h.join("hf").to_str().unwrap(), "cpx:/d/kept"]);
+    assert_eq!(s.ok(&["run", "--rm", "--volumes-from", "cpx", "busybox", "true"]), "");
+    // A symlink in the container resolves in the container, both ways: /vol/esc -> /etc.
+    let marker = format!("strata-cp-escape-{}", std::process::id());
+    let out = s.cmd(&["cp", "cpx:/vol/esc/passwd", "-"]).output().unwrap();
+    let mut a = tar::Archive::new(&out.stdout[..]);
+    let mut passwd = String::new();
+    std::io::Read::read_to_string(&mut a.entries().unwrap().next().unwrap().unwrap(), &mut passwd).unwrap();
+    assert!(passwd.starts_with("root:x:0:0:root:/root:/bin/sh\n"), "the image's passwd, not the host's: {passwd}");
+    std::fs::write(h.join(&marker), b"x").unwrap();
+    s.ok(&["cp", h.join(&marker).to_str().unwrap(), "cpx:/vol/esc/"]);
+    assert!(!std::path::Path::new("/etc").join(&marker).exists(), "nothing written to the host's /etc");
+    // A running container: its own mount namespace.
+    s.ok(&["run", "-d", "--name", "cpr", "-v", "cpvol:/data", "busybox", "sleep", "60"]);
+    s.ok(&["cp", h.join("renamed").to_str().unwrap(), "cpr:/data/"]);
+    assert_eq!(s.ok(&["exec", "cpr", "cat", "/data/renamed"]), "v\n");
+    assert!(data.join("renamed").exists());
+    assert!(s.cmd(&["cp", &format!("cpx:/etc/{marker}"), "-"]).output().unwrap().status.success(), "it went to cpx's own /etc");
+    // docker's errors.
+    let e = s.run(&["cp", "cpx:/nonexist", h.to_str().unwrap()]);
+    assert_eq!((e.status.code(), stderr(&e)), (Some(1), "Error response from daemon: Could not find the file /nonexist in container cpx\n".into()));
+    let e = s.run(&["cp", "cpx:/d/a", "/nonexistent-dir-strata/x"]);
+    assert_eq!(stderr(&e), "invalid output path: directory \"/nonexistent-dir-strata\" does not exist\n");
+    let e = s.run_stdin(&["cp", "-", "cpx:/d/a"], b"");
+    assert_eq!(stderr(&e), "Error response from daemon: destination \"cpx:/d/a\" must be a directory\n");
+    s.ok(&["rm", "-f", "cpr", "cpx"]);
+}

@@ -12,6 +12,7 @@
 //! init are both gone is recorded as exited with code 255 (the real code is unknowable),
 //! and an `--rm` one is removed.
 
+pub mod archive;
 pub mod commit;
 pub mod host;
 pub mod inspect;
@@ -781,9 +782,7 @@ impl Engine {
 
     /// Runs `f` on `mounts` mounted at `<container>/<name>` in a short-lived child with
     /// its own mount namespace: nothing is mounted on the host, and nothing leaks if it
-    /// dies. The child's error text comes back through a pipe. Only for single-threaded
-    /// callers (the CLI): the child of a fork has one thread and copies of the others'
-    /// locks.
+    /// dies.
     pub(crate) fn in_private_view(
         &self,
         id: &str,
@@ -793,26 +792,46 @@ impl Engine {
     ) -> std::result::Result<(), String> {
         let target = self.container_dir(id).join(name);
         std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {}", target.display(), strata_store::os_text(&e)))?;
-        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", strata_store::os_text(&e.into())))?;
-        // SAFETY: see above; the child only mounts, runs `f` and exits.
+        let (_, res) = self.in_child(
+            id,
+            || {
+                private_mount_ns()?;
+                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, mounts, &target)
+                    .map_err(|e| format!("mount the container's filesystem: {}", strata_store::os_text(&e)))?;
+                f(&target)
+            },
+            || (),
+        );
+        let _ = std::fs::remove_dir(&target);
+        res
+    }
+
+    /// Runs `child` in a forked child while this process runs `parent` (which may feed
+    /// or drain a pipe the child uses); then waits. The child's error text comes back
+    /// through a pipe. Only for single-threaded callers (the CLI): the child of a fork
+    /// has one thread and copies of the others' locks.
+    pub(crate) fn in_child<T>(
+        &self,
+        id: &str,
+        child: impl FnOnce() -> std::result::Result<(), String>,
+        parent: impl FnOnce() -> T,
+    ) -> (T, std::result::Result<(), String>) {
+        let (rd, wr) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => return (parent(), Err(format!("pipe: {}", strata_store::os_text(&e.into())))),
+        };
+        // SAFETY: see above; the child runs `child` and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             drop(rd);
+            // Each side drops what the other side's closure holds (a pipe end kept open
+            // here would hide the other's EOF).
+            drop(parent);
             // A reader that goes away (`export | head`) ends the child as it would any
             // writer; the parent passes that on.
             // SAFETY: resetting a signal disposition in this single-threaded child.
             unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-            let res = (|| -> std::result::Result<(), String> {
-                // SAFETY: unshare on this (child) process only.
-                if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-                    return Err(format!("unshare: {}", strata_store::os_text(&std::io::Error::last_os_error())));
-                }
-                let private = rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE;
-                rustix::mount::mount_change("/", private).map_err(|e| format!("mount: {}", strata_store::os_text(&e.into())))?;
-                strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, mounts, &target)
-                    .map_err(|e| format!("mount the container's filesystem: {}", strata_store::os_text(&e)))?;
-                f(&target)
-            })();
+            let res = child();
             if let Err(msg) = &res {
                 let _ = rustix::io::write(&wr, msg.as_bytes());
             }
@@ -820,12 +839,13 @@ impl Engine {
             unsafe { libc::_exit(if res.is_ok() { 0 } else { 1 }) };
         }
         drop(wr);
+        drop(child);
+        let out = parent();
         let mut msg = String::new();
         let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        let _ = std::fs::remove_dir(&target);
         if pid > 0 && libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGPIPE {
             // SAFETY: restoring the default action and raising it on ourselves, as the
             // shell expects of a writer whose reader left.
@@ -835,9 +855,9 @@ impl Engine {
             }
         }
         if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-            return Err(if msg.is_empty() { format!("container {id}: the helper process died") } else { msg });
+            return (out, Err(if msg.is_empty() { format!("container {id}: the helper process died") } else { msg }));
         }
-        Ok(())
+        (out, Ok(()))
     }
 
     /// `export`: the container's filesystem as one tar (what the process sees at `/`,
@@ -892,4 +912,14 @@ impl Engine {
     pub fn container_size_rw(&self, c: &Container) -> u64 {
         self.snapshotter().usage(&c.id).unwrap_or(0)
     }
+}
+
+/// This (child) process gets a private mount namespace of its own.
+pub(crate) fn private_mount_ns() -> std::result::Result<(), String> {
+    // SAFETY: unshare on this (child) process only.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(format!("unshare: {}", strata_store::os_text(&std::io::Error::last_os_error())));
+    }
+    let private = rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE;
+    rustix::mount::mount_change("/", private).map_err(|e| format!("mount: {}", strata_store::os_text(&e.into())))
 }

@@ -644,6 +644,81 @@ pub fn commit(engine: &Engine, a: CommitArgs) -> Result<u8, CliError> {
 }
 
 #[derive(Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Suppress progress output during copy
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub src: String,
+    pub dest: String,
+}
+
+/// `container:path` or a local path, as docker's splitCpArg: an absolute or `.`-led
+/// argument is always local.
+fn split_cp_arg(arg: &str) -> (Option<&str>, &str) {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return (None, arg);
+    }
+    match arg.split_once(':') {
+        Some((c, p)) if !c.is_empty() => (Some(c), p),
+        _ => (None, arg),
+    }
+}
+
+/// `cp`: one side in a container, the other local or a tar stream (`-`).
+pub fn cp(engine: &Engine, a: CpArgs) -> Result<u8, CliError> {
+    use strata_engine::containers::archive::{extract_at, write_path_tar, Extract};
+    let (from, src) = split_cp_arg(&a.src);
+    let (to, dest) = split_cp_arg(&a.dest);
+    let io_err = |e: io::Error| CliError::usage(super::image::os_msg(&e));
+    match (from, to) {
+        (Some(_), Some(_)) => Err(CliError::usage("copying between containers is not supported")),
+        (None, None) => Err(CliError::usage("must specify at least one container source")),
+        (Some(name), None) => {
+            let c = engine.container(name)?;
+            if dest == "-" {
+                let copied = engine.copy_from_container(&c, src, a.follow_link, |mut r| io::copy(&mut r, &mut io::stdout().lock()))?;
+                copied.map_err(io_err)?;
+                return Ok(0);
+            }
+            let d = std::path::Path::new(dest);
+            if !d.is_dir() {
+                let parent = d.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                if !parent.is_dir() {
+                    return Err(CliError::usage(format!("invalid output path: directory {:?} does not exist", parent.display().to_string())));
+                }
+            }
+            let res = engine.copy_from_container(&c, src, a.follow_link, |r| extract_at(r, d, false, false))?;
+            match res {
+                Ok(()) => Ok(0),
+                Err(Extract::Io(e)) => Err(io_err(e)),
+                Err(e) => Err(CliError::usage(format!("{e:?}"))),
+            }
+        }
+        (None, Some(name)) => {
+            let c = engine.container(name)?;
+            if src == "-" {
+                let fed = engine.copy_to_container(&c, dest, true, a.archive, |mut w| io::copy(&mut io::stdin().lock(), &mut w))?;
+                fed.map_err(io_err)?;
+                return Ok(0);
+            }
+            if let Err(e) = std::fs::symlink_metadata(src) {
+                return Err(CliError::usage(format!("stat {src}: {}", super::image::os_msg(&e))));
+            }
+            let src = src.to_string();
+            let fed = engine.copy_to_container(&c, dest, false, a.archive, |w| write_path_tar(&src, a.follow_link, w))?;
+            fed.map_err(io_err)?;
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Args)]
 pub struct TopArgs {
     pub container: String,
     /// Options passed to ps (default -ef)

@@ -61,6 +61,8 @@ pub enum Command {
     Exec(container::ExecArgs),
     /// Create a new image from a container's changes
     Commit(container::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container::CpArgs),
     /// Display the running processes of a container
     Top(container::TopArgs),
     /// Pause all processes within one or more containers
@@ -144,6 +146,7 @@ pub enum ContainerCommand {
     Rename(container::RenameArgs),
     Exec(container::ExecArgs),
     Commit(container::CommitArgs),
+    Cp(container::CpArgs),
     Top(container::TopArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
@@ -188,6 +191,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => container::rename(e, a),
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => container::exec(e, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => container::commit(e, a),
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => container::cp(e, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),

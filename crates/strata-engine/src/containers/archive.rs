@@ -1,0 +1,247 @@
+//! `cp`: tar streams out of and into a container's filesystem as its processes see it.
+//!
+//! Every path on the container's side is resolved by a forked child whose `/` *is* that
+//! filesystem: for a running container the child joins its mount namespace (so volumes,
+//! binds and tmpfs are where the container has them); otherwise the child assembles the
+//! same view in a private namespace (the writable rootfs, then each volume and bind,
+//! cloned with `open_tree` before `chroot` and attached inside it). A symlink in the
+//! container can then only ever resolve inside the container: the host is not in the
+//! child's view at all (the docker cp symlink CVEs). The host side reads and writes the
+//! stream; extraction on the host goes through the tar crate's `unpack_in`, which
+//! refuses `..`, absolute names and writes through symlinks out of the destination.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use super::{alive, private_mount_ns, Container};
+use crate::{Engine, EngineError, Result};
+
+impl Engine {
+    /// `cp CONTAINER:SRC ...`: `sink` gets a tar of `src` (its last component as the
+    /// top entry, or the directory's contents for a path ending in `/.`), following
+    /// `src` itself when it is a symlink and `follow` is set.
+    pub fn copy_from_container<T>(&self, c: &Container, src: &str, follow: bool, sink: impl FnOnce(File) -> T) -> Result<T> {
+        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", "cp", e.into()))?;
+        let name = c.name.clone();
+        let src = src.to_string();
+        let (out, res) = self.in_container_fs(
+            c,
+            move || {
+                let w = File::from(wr);
+                write_path_tar(&src, follow, w).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => format!("Could not find the file {src} in container {name}"),
+                    _ => format!("cp {src}: {}", strata_store::os_text(&e)),
+                })
+            },
+            move || sink(File::from(rd)),
+        );
+        res.map_err(EngineError::Conflict)?;
+        Ok(out)
+    }
+
+    /// `cp ... CONTAINER:DEST`: `source` writes a tar into the given pipe; it is
+    /// extracted at `dest` (into it when it is a directory, else as it, with the tar's
+    /// top entry renamed). `dir_only`: `dest` must be an existing directory (a tar from
+    /// stdin). `archive` keeps the tar's owners, else the files are root's.
+    pub fn copy_to_container<T>(&self, c: &Container, dest: &str, dir_only: bool, archive: bool, source: impl FnOnce(File) -> T) -> Result<T> {
+        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", "cp", e.into()))?;
+        let (dest_s, name) = (dest.to_string(), c.name.clone());
+        let (out, res) = self.in_container_fs(
+            c,
+            move || {
+                let r = File::from(rd);
+                extract_at(r, Path::new(&dest_s), dir_only, archive).map_err(|e| match e {
+                    Extract::NotADirectory => format!("destination \"{name}:{dest_s}\" must be a directory"),
+                    Extract::NoParent(p) => format!("Could not find the file {} in container {name}", p.display()),
+                    Extract::Io(e) => format!("cp {dest_s}: {}", strata_store::os_text(&e)),
+                })
+            },
+            move || source(File::from(wr)),
+        );
+        res.map_err(EngineError::Conflict)?;
+        Ok(out)
+    }
+
+    /// Forks a child whose `/` is the container's filesystem, runs `child` there, and
+    /// `parent` here meanwhile.
+    fn in_container_fs<T>(
+        &self,
+        c: &Container,
+        child: impl FnOnce() -> std::result::Result<(), String>,
+        parent: impl FnOnce() -> T,
+    ) -> (T, std::result::Result<(), String>) {
+        let running = matches!(c.status.as_str(), "running" | "paused") && alive(c.pid, c.pid_start);
+        let view = self.container_dir(&c.id).join("cp-view");
+        let mounts = if running { None } else { self.snapshotter().mounts(&c.id).ok() };
+        // What to attach inside the view for a stopped container: (destination, source).
+        let mut attach: Vec<(String, PathBuf)> = Vec::new();
+        if !running {
+            for v in &c.volume_mounts {
+                if let Ok(vol) = self.volumes().get(&v.name) {
+                    let mut src = vol.mountpoint.clone();
+                    if !v.subpath.is_empty() {
+                        src = src.join(&v.subpath);
+                    }
+                    attach.push((v.destination.clone(), src));
+                }
+            }
+            for (m, _) in super::inspect::recorded_mounts(c) {
+                if m.typ == Some(super::mountspec::MountType::Bind) {
+                    attach.push((m.destination.clone(), PathBuf::from(&m.source)));
+                }
+            }
+            attach.sort_by_key(|(d, _)| d.matches('/').count());
+            let _ = std::fs::create_dir_all(&view);
+        }
+        let pid = c.pid;
+        let out = self.in_child(
+            &c.id,
+            || {
+                if running {
+                    let ns = rustix::fs::open(format!("/proc/{pid}/ns/mnt"), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                        .map_err(|e| format!("container {}: {}", c.id, strata_store::os_text(&e.into())))?;
+                    rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(&ns), Some(rustix::thread::LinkNameSpaceType::Mount))
+                        .map_err(|e| format!("join container {}: {}", c.id, strata_store::os_text(&e.into())))?;
+                } else {
+                    private_mount_ns()?;
+                    let mounts = mounts.ok_or_else(|| format!("container {}: no filesystem", c.id))?;
+                    strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, &mounts, &view)
+                        .map_err(|e| format!("mount the container's filesystem: {}", strata_store::os_text(&e)))?;
+                    let mut trees = Vec::new();
+                    for (dest, src) in &attach {
+                        use rustix::mount::{open_tree, OpenTreeFlags};
+                        let is_dir = src.is_dir();
+                        match open_tree(rustix::fs::CWD, src, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE) {
+                            Ok(t) => trees.push((dest.clone(), t, is_dir)),
+                            // A bind source gone since: the container would not start either.
+                            Err(_) => continue,
+                        }
+                    }
+                    rustix::process::chroot(&view).map_err(|e| format!("chroot: {}", strata_store::os_text(&e.into())))?;
+                    for (dest, tree, is_dir) in trees {
+                        attach_inside(&dest, &tree, is_dir).map_err(|e| format!("mount {dest}: {}", strata_store::os_text(&e)))?;
+                    }
+                }
+                std::env::set_current_dir("/").map_err(|e| format!("chdir: {}", strata_store::os_text(&e)))?;
+                child()
+            },
+            parent,
+        );
+        if !running {
+            let _ = std::fs::remove_dir(&view);
+        }
+        out
+    }
+}
+
+/// Attaches a cloned mount tree at `dest`, a path inside the (chrooted) view: created
+/// like the runtime creates mount points, resolved inside the view because `/` is it.
+fn attach_inside(dest: &str, tree: &OwnedFd, is_dir: bool) -> std::io::Result<()> {
+    use rustix::mount::{move_mount, MoveMountFlags};
+    let p = Path::new(dest);
+    if is_dir {
+        std::fs::create_dir_all(p)?;
+    } else {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if !p.exists() {
+            File::create(p)?;
+        }
+    }
+    move_mount(tree, "", rustix::fs::CWD, p, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
+    Ok(())
+}
+
+/// Writes `path` as a tar: the top entry named after its last component, or, for a
+/// path ending in `/.`, the directory's entries themselves. Symlinks inside are
+/// archived as links; `path` itself is followed only with `follow`.
+pub fn write_path_tar(path: &str, follow: bool, out: impl Write) -> std::io::Result<()> {
+    let contents_only = path.ends_with("/.") || path == ".";
+    let mut p = PathBuf::from(path);
+    let md = std::fs::symlink_metadata(&p)?;
+    if follow && md.file_type().is_symlink() {
+        p = std::fs::canonicalize(&p)?;
+    }
+    let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
+    b.follow_symlinks(false);
+    let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| ".".into());
+    let md = std::fs::symlink_metadata(&p)?;
+    if md.is_dir() {
+        if contents_only {
+            for ent in std::fs::read_dir(&p)? {
+                let ent = ent?;
+                append(&mut b, &ent.path(), Path::new(&ent.file_name()))?;
+            }
+        } else {
+            append(&mut b, &p, Path::new(&name))?;
+        }
+    } else {
+        append(&mut b, &p, Path::new(&name))?;
+    }
+    b.into_inner()?.flush()
+}
+
+fn append<W: Write>(b: &mut tar::Builder<W>, path: &Path, name: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        b.append_dir_all(name, path)
+    } else {
+        b.append_path_with_name(path, name)
+    }
+}
+
+#[derive(Debug)]
+pub enum Extract {
+    NotADirectory,
+    NoParent(PathBuf),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Extract {
+    fn from(e: std::io::Error) -> Self {
+        Extract::Io(e)
+    }
+}
+
+/// docker's placement rules: into `dest` when it is a directory; otherwise `dest`
+/// names the copy (the tar's top entry renamed), its parent must exist, and the copy
+/// is staged beside it and renamed into place whole.
+pub fn extract_at(input: impl Read, dest: &Path, dir_only: bool, keep_owners: bool) -> std::result::Result<(), Extract> {
+    let unpack = |input: Box<dyn Read + '_>, into: &Path| -> std::io::Result<()> {
+        let mut a = tar::Archive::new(input);
+        a.set_preserve_permissions(true);
+        a.set_preserve_mtime(true);
+        a.set_preserve_ownerships(keep_owners);
+        a.set_overwrite(true);
+        a.set_unpack_xattrs(false);
+        for e in a.entries()? {
+            e?.unpack_in(into)?;
+        }
+        Ok(())
+    };
+    if dest.is_dir() {
+        return Ok(unpack(Box::new(input), dest)?);
+    }
+    if dir_only {
+        return Err(Extract::NotADirectory);
+    }
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Extract::NoParent(parent.to_path_buf()));
+    }
+    let staging = parent.join(format!(".strata-cp-{}", strata_store::random_hex(6)));
+    std::fs::create_dir(&staging)?;
+    let res = (|| -> std::io::Result<()> {
+        unpack(Box::new(input), &staging)?;
+        let mut top = std::fs::read_dir(&staging)?;
+        let first = top.next().ok_or_else(|| std::io::Error::other("empty archive"))??;
+        if top.next().is_some() {
+            return Err(std::io::Error::other("the archive has more than one top-level entry"));
+        }
+        std::fs::rename(first.path(), dest)
+    })();
+    let _ = strata_store::fsutil::remove_all(&staging);
+    Ok(res?)
+}
