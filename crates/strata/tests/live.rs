@@ -432,3 +432,83 @@ fn cp_both_ways_resolves_every_path_inside_the_container() {
     assert_eq!(stderr(&e), "Error response from daemon: destination \"cpx:/d/a\" must be a directory\n");
     s.ok(&["rm", "-f", "cpr", "cpx"]);
 }
+
+/// Drives `strata <args>` on a real pty (python's pty module): sends `input` chunks,
+/// each after the previous output contained its `expect`, and returns the exit status
+/// and everything read.
+fn on_pty(s: &Strata, args: &[&str], steps: &[(&str, &str)]) -> (i32, String) {
+    let script = r#"
+import os, pty, sys, select, time, json
+args, steps = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(args[0], args)
+out = b""
+def read_for(secs, until=None):
+    global out
+    end = time.time() + secs
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            out += data
+            if until is not None and until.encode() in out:
+                return
+for expect, send in steps:
+    if expect:
+        read_for(10, expect)
+    else:
+        time.sleep(0.3)
+    os.write(fd, send.encode())
+read_for(3)
+status = None
+for _ in range(200):
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.waitstatus_to_exitcode(st)
+        break
+    time.sleep(0.05)
+if status is None:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    status = -9
+print(status)
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+    let mut full = vec![env!("CARGO_BIN_EXE_strata").to_string(), "--data-root".into(), s.root.display().to_string()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    let steps: Vec<(String, String)> = steps.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let o = Command::new("python3").arg("-c").arg(script).arg(serde_json::to_string(&full).unwrap()).arg(serde_json::to_string(&steps).unwrap()).output().unwrap();
+    let text = stdout(&o);
+    let (code, rest) = text.split_once('\n').unwrap_or(("-1", ""));
+    (code.trim().parse().unwrap_or(-1), rest.to_string())
+}
+
+#[test]
+fn attach_on_a_terminal_and_detach_with_the_keys() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "-d", "-i", "-t", "--name", "tt1", "busybox", "sh"]);
+    let (code, out) = on_pty(&s, &["attach", "tt1"], &[("", "echo hi-$((40+2))\n"), ("hi-42", "\x10\x11")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("hi-42"), "{out}");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Running}}", "tt1"]), "true\n", "detaching leaves it running");
+    // Custom keys; then `exit` ends the container and the attach with its code.
+    let (code, out) = on_pty(&s, &["attach", "--detach-keys", "ctrl-a,x", "tt1"], &[("", "\x01x")]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = on_pty(&s, &["attach", "tt1"], &[("", "exit 3\n")]);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "tt1"]), "exited 3\n");
+    let e = s.run(&["attach", "tt1"]);
+    assert!(stderr(&e).contains("You cannot attach to a stopped container, start it first"), "{}", stderr(&e));
+    // run -it on a terminal: the same keys detach from a new container.
+    let (code, out) = on_pty(&s, &["run", "-it", "--name", "tt2", "busybox", "sh"], &[("", "echo in-$((1+1))\n"), ("in-2", "\x10\x11")]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.ok(&["inspect", "-f", "{{.State.Running}}", "tt2"]), "true\n");
+    s.ok(&["rm", "-f", "tt1", "tt2"]);
+}

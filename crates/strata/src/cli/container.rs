@@ -109,6 +109,9 @@ pub struct CreateArgs {
     /// Proxy received signals to the process
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -289,7 +292,8 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
     }
     let spec = AttachSpec { stdin: o.attach_stdin, stdout: o.attach_stdout, stderr: o.attach_stderr };
     let stream = engine.start_container(&c, Some(spec)).map_err(run_error)?.expect("attached start returns a stream");
-    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty, c.auto_remove())?;
+    let keys = parse_detach_keys(a.detach_keys.as_deref())?;
+    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty, c.auto_remove(), Some(keys))?;
     Ok(code as u8)
 }
 
@@ -297,7 +301,17 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
 /// event; returns the container's exit code.
 /// Pumps a supervisor stream to the terminal until the process's `Exit` (and, with
 /// `wait_removed`, the `--rm` removal after it).
-fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, tty: bool, sig_proxy: bool, wait_removed: bool) -> Result<i32, CliError> {
+#[allow(clippy::too_many_arguments)]
+fn relay(
+    engine: &Engine,
+    c: &Container,
+    stream: UnixStream,
+    spec: AttachSpec,
+    tty: bool,
+    sig_proxy: bool,
+    wait_removed: bool,
+    detach_keys: Option<Vec<u8>>,
+) -> Result<i32, CliError> {
     let _raw = if tty && spec.stdin { RawTerminal::enter() } else { None };
     if tty {
         if let Some((h, w)) = terminal_size() {
@@ -309,6 +323,9 @@ fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, t
     }
     if spec.stdin {
         let mut w = stream.try_clone().map_err(|e| CliError::usage(e.to_string()))?;
+        // With a terminal, the detach sequence (docker's ctrl-p,ctrl-q) ends the attach
+        // and leaves the container running.
+        let mut keys = if tty { detach_keys.map(DetachMatcher::new) } else { None };
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 32 * 1024];
             let mut stdin = io::stdin().lock();
@@ -319,7 +336,15 @@ fn relay(engine: &Engine, c: &Container, stream: UnixStream, spec: AttachSpec, t
                         return;
                     }
                     Ok(n) => {
-                        if send_stdin(&mut w, &buf[..n]).is_err() {
+                        let (data, detach) = match keys.as_mut() {
+                            Some(k) => k.feed(&buf[..n]),
+                            None => (buf[..n].to_vec(), false),
+                        };
+                        if !data.is_empty() && send_stdin(&mut w, &data).is_err() {
+                            return;
+                        }
+                        if detach {
+                            let _ = w.shutdown(std::net::Shutdown::Both);
                             return;
                         }
                     }
@@ -434,6 +459,9 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -452,7 +480,8 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<u8, CliError> {
             // never with `run`'s 125/126/127 and usage hint.
             Err(e) => return Err(CliError::from(e)),
         };
-        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty(), c.auto_remove())?;
+        let keys = parse_detach_keys(a.detach_keys.as_deref())?;
+        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty(), c.auto_remove(), Some(keys))?;
         return Ok(code as u8);
     }
     let mut failed = false;
@@ -607,7 +636,7 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<u8, CliError> {
     };
     let Some(stream) = stream else { return Ok(0) };
     let spec = AttachSpec { stdin: a.interactive, stdout: true, stderr: true };
-    Ok(relay(engine, &c, stream, spec, false, false, false)? as u8)
+    Ok(relay(engine, &c, stream, spec, false, false, false, None)? as u8)
 }
 
 #[derive(Args)]
@@ -715,6 +744,113 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<u8, CliError> {
             fed.map_err(io_err)?;
             Ok(0)
         }
+    }
+}
+
+/// docker's `--detach-keys`: comma-separated `ctrl-<x>` or single characters.
+fn parse_detach_keys(spec: Option<&str>) -> Result<Vec<u8>, CliError> {
+    let spec = spec.unwrap_or("ctrl-p,ctrl-q");
+    let bad = || CliError::usage(format!("Invalid detach keys ({spec}) provided"));
+    let mut out = Vec::new();
+    for k in spec.split(',') {
+        let k = k.trim();
+        if let Some(x) = k.strip_prefix("ctrl-") {
+            let b = match x.as_bytes() {
+                [c @ b'a'..=b'z'] => c - b'a' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(bad()),
+            };
+            out.push(b);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the detach sequence in a stdin stream, holding back a partial match so that
+/// none of it reaches the container.
+struct DetachMatcher {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachMatcher {
+    fn new(keys: Vec<u8>) -> DetachMatcher {
+        DetachMatcher { keys, matched: 0 }
+    }
+
+    /// What to send on, and whether the sequence completed.
+    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if !self.keys.is_empty() && b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if !self.keys.is_empty() && b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long)]
+    pub detach_keys: Option<String>,
+    pub container: String,
+}
+
+/// `attach`: the running container's stdio, until it exits or the detach keys.
+pub fn attach(engine: &Engine, a: AttachArgs) -> Result<u8, CliError> {
+    let keys = parse_detach_keys(a.detach_keys.as_deref())?;
+    let c = engine.container(&a.container)?;
+    if c.status == "paused" {
+        return Err(CliError::from(EngineError::Conflict("You cannot attach to a paused container, unpause it first".into())));
+    }
+    let open_stdin = c.config.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false);
+    let spec = AttachSpec { stdin: !a.no_stdin && open_stdin, stdout: true, stderr: true };
+    let stream = engine.attach_container(&c, spec)?;
+    let code = relay(engine, &c, stream, spec, c.tty(), a.sig_proxy && !c.tty(), c.auto_remove(), Some(keys))?;
+    Ok(code as u8)
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_match_across_reads() {
+        assert_eq!(parse_detach_keys(None).unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys(Some("ctrl-a,x")).unwrap(), vec![1, b'x']);
+        assert!(parse_detach_keys(Some("ctrl-")).is_err());
+        let mut m = DetachMatcher::new(vec![16, 17]);
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false), "a partial match is held back");
+        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false), "and released when it fails");
+        assert_eq!(m.feed(b"\x10\x10\x11rest"), (b"\x10".to_vec(), true));
     }
 }
 

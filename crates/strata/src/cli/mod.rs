@@ -63,6 +63,8 @@ pub enum Command {
     Commit(container::CommitArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(container::CpArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(container::AttachArgs),
     /// Display the running processes of a container
     Top(container::TopArgs),
     /// Pause all processes within one or more containers
@@ -147,6 +149,7 @@ pub enum ContainerCommand {
     Exec(container::ExecArgs),
     Commit(container::CommitArgs),
     Cp(container::CpArgs),
+    Attach(container::AttachArgs),
     Top(container::TopArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
@@ -192,6 +195,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => container::exec(e, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => container::commit(e, a),
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => container::cp(e, a),
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => container::attach(e, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
