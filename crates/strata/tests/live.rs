@@ -512,3 +512,24 @@ fn attach_on_a_terminal_and_detach_with_the_keys() {
     assert_eq!(s.ok(&["inspect", "-f", "{{.State.Running}}", "tt2"]), "true\n");
     s.ok(&["rm", "-f", "tt1", "tt2"]);
 }
+
+#[test]
+fn stats_reads_the_cgroups() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c", "while true; do :; done"]);
+    s.ok(&["create", "--name", "idle", "busybox"]);
+    let out = s.ok(&["stats", "--no-stream", "busy", "idle"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].split("  ").filter(|x| !x.is_empty()).map(str::trim).collect::<Vec<_>>(), ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]);
+    let fmt = "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}";
+    let rows = s.ok(&["stats", "--no-stream", "--format", fmt, "busy", "idle"]);
+    let busy: Vec<&str> = rows.lines().next().unwrap().split('|').collect();
+    assert_eq!(busy[0], "busy");
+    let cpu: f64 = busy[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 30.0, "a spinning shell uses a CPU: {rows}");
+    assert!(busy[2].ends_with(" / 64MiB"), "the memory limit: {rows}");
+    assert_eq!(busy[3], "1");
+    assert_eq!(rows.lines().nth(1).unwrap(), "idle|0.00%|0B / 0B|0", "a container that does not run");
+    s.ok(&["rm", "-f", "busy", "idle"]);
+}

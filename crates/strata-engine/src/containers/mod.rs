@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod mountspec;
 pub mod names;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

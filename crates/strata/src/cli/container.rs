@@ -855,6 +855,91 @@ mod detach_tests {
 }
 
 #[derive(Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    pub containers: Vec<String>,
+}
+
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("BlockIO", "BLOCK I/O"),
+    ("CPUPerc", "CPU %"),
+    ("Container", "CONTAINER"),
+    ("ID", "CONTAINER ID"),
+    ("MemPerc", "MEM %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("Name", "NAME"),
+    ("NetIO", "NET I/O"),
+    ("PIDs", "PIDS"),
+];
+
+/// `stats`: two readings a second apart (docker's CPU % needs a delta), then docker's
+/// table; without `--no-stream`, again every second.
+pub fn stats(engine: &Engine, a: StatsArgs) -> Result<u8, CliError> {
+    use crate::format::units::{bytes_size, human_size};
+    let named = !a.containers.is_empty();
+    let pick = || -> Result<Vec<(String, Container)>, CliError> {
+        if named {
+            a.containers.iter().map(|n| Ok((n.clone(), engine.container(n)?))).collect()
+        } else {
+            Ok(engine.containers()?.into_iter().filter(|c| a.all || c.running()).map(|c| (c.id[..12].to_string(), c)).collect())
+        }
+    };
+    let spec = ListFormat { default_table: "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}", headers: STATS_HEADERS };
+    let mut prev: std::collections::HashMap<String, strata_engine::containers::stats::StatsSample> = pick()?
+        .iter()
+        .filter_map(|(_, c)| engine.container_stats(c).map(|s| (c.id.clone(), s)))
+        .collect();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let mut rows = Vec::new();
+        for (label, c) in pick()? {
+            let now = engine.container_stats(&c);
+            let (cpu, mem, memp, net, blk, pids) = match (&now, prev.get(&c.id)) {
+                (Some(n), p) => {
+                    let cpu = p.map_or(0.0, |p| n.cpu_percent(p));
+                    let memp = if n.mem_limit > 0 { n.mem_usage as f64 / n.mem_limit as f64 * 100.0 } else { 0.0 };
+                    (
+                        cpu,
+                        format!("{} / {}", bytes_size(n.mem_usage as f64), bytes_size(n.mem_limit as f64)),
+                        memp,
+                        format!("{} / {}", human_size(n.net_rx as f64), human_size(n.net_tx as f64)),
+                        format!("{} / {}", human_size(n.blk_read as f64), human_size(n.blk_write as f64)),
+                        n.pids,
+                    )
+                }
+                (None, _) => (0.0, "0B / 0B".into(), 0.0, "0B / 0B".into(), "0B / 0B".into(), 0),
+            };
+            if let Some(n) = now {
+                prev.insert(c.id.clone(), n);
+            }
+            let id = if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() };
+            rows.push(json!({
+                "BlockIO": blk, "CPUPerc": format!("{cpu:.2}%"), "Container": label, "ID": id,
+                "MemPerc": format!("{memp:.2}%"), "MemUsage": mem, "Name": c.name, "NetIO": net, "PIDs": pids.to_string(),
+            }));
+        }
+        let out = format::render_list(a.format.as_deref(), &spec, &rows).map_err(|e| CliError::usage(e.to_string()))?;
+        if a.no_stream {
+            print!("{out}");
+            return Ok(0);
+        }
+        print!("\x1b[2J\x1b[H{out}");
+        let _ = io::stdout().flush();
+    }
+}
+
+#[derive(Args)]
 pub struct TopArgs {
     pub container: String,
     /// Options passed to ps (default -ef)

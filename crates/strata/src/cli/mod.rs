@@ -67,6 +67,8 @@ pub enum Command {
     Attach(container::AttachArgs),
     /// Display the running processes of a container
     Top(container::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(container::StatsArgs),
     /// Pause all processes within one or more containers
     Pause(container::PauseArgs),
     /// Unpause all processes within one or more containers
@@ -151,6 +153,7 @@ pub enum ContainerCommand {
     Cp(container::CpArgs),
     Attach(container::AttachArgs),
     Top(container::TopArgs),
+    Stats(container::StatsArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
     Inspect(image::InspectArgs),
@@ -197,6 +200,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => container::cp(e, a),
         Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => container::attach(e, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
+        Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => container::stats(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
