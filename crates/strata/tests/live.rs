@@ -533,3 +533,22 @@ fn stats_reads_the_cgroups() {
     assert_eq!(rows.lines().nth(1).unwrap(), "idle|0.00%|0B / 0B|0", "a container that does not run");
     s.ok(&["rm", "-f", "busy", "idle"]);
 }
+
+#[test]
+fn update_changes_limits_of_a_running_container_and_its_record() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "-d", "--name", "up", "-m", "64m", "busybox", "sleep", "60"]);
+    assert_eq!(s.ok(&["update", "-m", "128m", "--cpus", "0.5", "--pids-limit", "3", "--restart", "on-failure:2", "up"]), "up\n");
+    let fmt = "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    assert_eq!(s.ok(&["inspect", "-f", fmt, "up"]), "134217728 500000000 3 on-failure:2\n");
+    assert!(s.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "up"]).ends_with(" / 128MiB\n"));
+    // The pids limit is live: the fourth process cannot be made.
+    let out = s.run(&["exec", "up", "sh", "-c", "sleep 1 & sleep 1 & sleep 1 & wait"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    let e = s.run(&["update", "-m", "1k", "up"]);
+    assert_eq!(stderr(&e), "Error response from daemon: Minimum memory limit allowed is 6MB\n");
+    let e = s.run(&["update", "up"]);
+    assert_eq!(stderr(&e), "you must provide one or more flags when using this command\n");
+    s.ok(&["rm", "-f", "up"]);
+}

@@ -91,13 +91,13 @@ impl Engine {
 }
 
 /// Where a process's cgroups are: the v2 directory, or the v1 hierarchies by controller.
-struct Cgroups {
-    unified: Option<PathBuf>,
+pub(crate) struct Cgroups {
+    pub(crate) unified: Option<PathBuf>,
     v1: Vec<(String, PathBuf)>,
 }
 
 impl Cgroups {
-    fn of(pid: i32) -> Cgroups {
+    pub(crate) fn of(pid: i32) -> Cgroups {
         let mut cg = Cgroups { unified: None, v1: Vec::new() };
         let text = read(PathBuf::from(format!("/proc/{pid}/cgroup")));
         let v2_only = !text.lines().any(|l| l.split(':').nth(1).is_some_and(|c| !c.is_empty()));
@@ -118,7 +118,7 @@ impl Cgroups {
         cg
     }
 
-    fn v1(&self, controller: &str, file: &str) -> PathBuf {
+    pub(crate) fn v1(&self, controller: &str, file: &str) -> PathBuf {
         self.v1.iter().find(|(c, _)| c == controller).map(|(_, p)| p.join(file)).unwrap_or_default()
     }
 }
@@ -159,6 +159,74 @@ fn system_ns() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     ticks * (1_000_000_000 / hz)
+}
+
+/// `update`: new limits and restart policy.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub restart: Option<String>,
+}
+
+impl Engine {
+    /// Applies new limits to a running container's cgroups first (so a limit the kernel
+    /// refuses changes nothing), then records them for later starts.
+    pub fn update_container(&self, c: &Container, o: &UpdateOptions) -> crate::Result<()> {
+        let restart = o.restart.as_deref().map(super::RestartPolicy::parse).transpose()?;
+        if o.memory.is_some_and(|m| m > 0 && m < 6 * 1024 * 1024) {
+            return Err(crate::EngineError::Invalid("Minimum memory limit allowed is 6MB".into()));
+        }
+        if restart.as_ref().is_some_and(|r| r.name != "no") && c.auto_remove() {
+            return Err(crate::EngineError::Conflict("Restart policy cannot be updated because AutoRemove is enabled for the container".into()));
+        }
+        if matches!(c.status.as_str(), "running" | "paused") && alive(c.pid, c.pid_start) {
+            let cg = Cgroups::of(c.pid);
+            let write = |p: PathBuf, v: String| -> crate::Result<()> {
+                std::fs::write(&p, v.as_bytes()).map_err(|e| crate::EngineError::Conflict(format!("Cannot update container {}: {}: {}", c.id, p.display(), strata_store::os_text(&e))))
+            };
+            let limit = |v: i64| if v > 0 { v.to_string() } else { "max".into() };
+            if let Some(v2) = &cg.unified {
+                if let Some(m) = o.memory {
+                    write(v2.join("memory.max"), limit(m))?;
+                }
+                if let Some(n) = o.nano_cpus {
+                    write(v2.join("cpu.max"), format!("{} 100000", if n > 0 { (n / 10_000).to_string() } else { "max".into() }))?;
+                }
+                if let Some(p) = o.pids_limit {
+                    write(v2.join("pids.max"), limit(p))?;
+                }
+            } else {
+                if let Some(m) = o.memory {
+                    write(cg.v1("memory", "memory.limit_in_bytes"), if m > 0 { m.to_string() } else { "-1".into() })?;
+                }
+                if let Some(n) = o.nano_cpus {
+                    write(cg.v1("cpu", "cpu.cfs_period_us"), "100000".into())?;
+                    write(cg.v1("cpu", "cpu.cfs_quota_us"), if n > 0 { (n / 10_000).to_string() } else { "-1".into() })?;
+                }
+                if let Some(p) = o.pids_limit {
+                    write(cg.v1("pids", "pids.max"), limit(p))?;
+                }
+            }
+        }
+        let mut hc = c.host_config().clone();
+        if let Some(m) = o.memory {
+            hc.insert("Memory".into(), serde_json::json!(m));
+        }
+        if let Some(n) = o.nano_cpus {
+            hc.insert("NanoCpus".into(), serde_json::json!(n));
+        }
+        if let Some(p) = o.pids_limit {
+            hc.insert("PidsLimit".into(), serde_json::json!(p));
+        }
+        if let Some(r) = restart {
+            hc.insert("RestartPolicy".into(), serde_json::json!({ "Name": r.name, "MaximumRetryCount": r.max_retry }));
+        }
+        let text = serde_json::Value::Object(hc).to_string();
+        self.root.db().write(|tx| tx.execute("UPDATE containers SET host_config=?2 WHERE id=?1", rusqlite::params![c.id, text]))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -940,6 +940,42 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<u8, CliError> {
 }
 
 #[derive(Args)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `update`: prints each container updated, as docker's.
+pub fn update(engine: &Engine, a: UpdateArgs) -> Result<u8, CliError> {
+    if a.memory.is_none() && a.cpus.is_none() && a.pids_limit.is_none() && a.restart.is_none() {
+        return Err(CliError::usage("you must provide one or more flags when using this command"));
+    }
+    let o = strata_engine::containers::stats::UpdateOptions {
+        memory: a.memory.as_deref().map(|m| ram_in_bytes(m, "--memory")).transpose()?,
+        nano_cpus: a
+            .cpus
+            .as_deref()
+            .map(|c| c.parse::<f64>().map(|f| (f * 1e9) as i64).map_err(|_| CliError::usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))))
+            .transpose()?,
+        pids_limit: a.pids_limit,
+        restart: a.restart.clone(),
+    };
+    Ok(each(&a.containers, |n| engine.container(n).and_then(|c| engine.update_container(&c, &o))))
+}
+
+#[derive(Args)]
 pub struct TopArgs {
     pub container: String,
     /// Options passed to ps (default -ef)

@@ -69,6 +69,8 @@ pub enum Command {
     Top(container::TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(container::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(container::UpdateArgs),
     /// Pause all processes within one or more containers
     Pause(container::PauseArgs),
     /// Unpause all processes within one or more containers
@@ -154,6 +156,7 @@ pub enum ContainerCommand {
     Attach(container::AttachArgs),
     Top(container::TopArgs),
     Stats(container::StatsArgs),
+    Update(container::UpdateArgs),
     Pause(container::PauseArgs),
     Unpause(container::PauseArgs),
     Inspect(image::InspectArgs),
@@ -201,6 +204,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => container::attach(e, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(e, a),
         Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => container::stats(e, a),
+        Command::Update(a) | Command::Container(ContainerCommand::Update(a)) => container::update(e, a),
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => container::pause(e, a),
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
