@@ -40,7 +40,14 @@ pub enum Request {
     /// Run another process in the running container (`exec`). Without `detach` the
     /// connection then carries its stdio (and its stdin when `stdin`) and ends with its
     /// `Exit`; with `detach`, `Ok` answers at once.
-    Exec { process: ExecProcess, stdin: bool, detach: bool },
+    Exec {
+        process: ExecProcess,
+        stdin: bool,
+        detach: bool,
+        /// A pty of its own (`exec -t`); output then comes as one stream.
+        #[serde(default)]
+        tty: bool,
+    },
 }
 
 /// What `exec` runs, as the engine resolved it (user looked up in the container's own

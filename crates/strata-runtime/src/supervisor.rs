@@ -75,6 +75,8 @@ enum ClientMode {
 /// A process started by `exec`; `client` 0 for a detached one.
 struct ExecRun {
     pid: i32,
+    /// `out` is the pty master (resized by this exec's client).
+    tty: bool,
     client: u64,
     out: Option<OwnedFd>,
     err: Option<OwnedFd>,
@@ -633,7 +635,15 @@ impl<'a> Supervisor<'a> {
                 }
             }
             Request::Resize { height, width } => {
-                if self.cfg.tty {
+                let exec_pty = match self.clients.get(&t).map(|c| &c.mode) {
+                    Some(ClientMode::Exec(n)) => self.execs.get(n).filter(|x| x.tty).and_then(|x| x.out.as_ref()).map(|fd| fd.as_raw_fd()),
+                    _ => None,
+                };
+                if let Some(fd) = exec_pty {
+                    let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+                    // SAFETY: TIOCSWINSZ with a valid winsize on the exec's pty master.
+                    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+                } else if self.cfg.tty {
                     if let Some(fd) = self.run.as_ref().and_then(|r| r.out.as_ref()) {
                         let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
                         // SAFETY: TIOCSWINSZ with a valid winsize on the pty master.
@@ -646,12 +656,12 @@ impl<'a> Supervisor<'a> {
                 let ev = Event::State { running: pid.is_some(), pid: pid.unwrap_or(0) };
                 self.reply(t, &ev);
             }
-            Request::Exec { process, stdin, detach } => {
+            Request::Exec { process, stdin, detach, tty } => {
                 if pid.is_none() {
                     let message = format!("container {} is not running", self.cfg.id);
                     return self.reply(t, &Event::ExecFailed { code: 126, message });
                 }
-                match self.start_exec(t, &process, stdin, detach, host) {
+                match self.start_exec(t, &process, stdin, detach, tty && !detach, host) {
                     Ok(()) => self.reply(t, &Event::Ok),
                     Err((code, message)) => self.reply(t, &Event::ExecFailed { code, message }),
                 }
@@ -660,12 +670,14 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Starts an exec'd process with pipes for its stdio, watched like the init's.
-    fn start_exec(&mut self, t: u64, process: &ExecProcess, stdin: bool, detach: bool, host: &mut dyn Host) -> Result<(), (i32, String)> {
+    fn start_exec(&mut self, t: u64, process: &ExecProcess, stdin: bool, detach: bool, tty: bool, host: &mut dyn Host) -> Result<(), (i32, String)> {
         let spec = host.exec_spec(&self.cfg.rootfs, process)?;
         let ioerr = |e: io::Error| (126, format!("exec: {e}"));
         let n = self.next_exec;
         self.next_exec += 1;
-        let (io, ours) = if detach {
+        let (io, ours) = if tty {
+            (Io::Terminal, None)
+        } else if detach {
             let null = || File::options().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(ioerr);
             (Io::Pipes { stdin: None, stdout: null()?, stderr: null()? }, None)
         } else {
@@ -679,8 +691,23 @@ impl<'a> Supervisor<'a> {
             };
             (Io::Pipes { stdin: si, stdout: ow, stderr: ew }, Some((or, er, so)))
         };
-        let pid = self.exec.exec(&self.cfg.id, &spec, io).map_err(|e| (126, e.to_string()))?;
-        let mut run = ExecRun { pid, client: if detach { 0 } else { t }, out: None, err: None, stdin: None, exit: None };
+        let started = self.exec.exec(&self.cfg.id, &spec, io).map_err(|e| (126, e.to_string()))?;
+        let mut run = ExecRun { pid: started.pid, tty, client: if detach { 0 } else { t }, out: None, err: None, stdin: None, exit: None };
+        let ours = match (ours, started.console) {
+            // One pty: output and input both go through the master.
+            (None, Some(master)) => {
+                let input = if stdin { Some(master.try_clone().map_err(ioerr)?) } else { None };
+                set_nonblocking(master.as_raw_fd());
+                self.watch(master.as_raw_fd(), TOK_EXEC + 2 * n).map_err(ioerr)?;
+                run.out = Some(master);
+                run.stdin = input;
+                if let Some(c) = self.clients.get_mut(&t) {
+                    c.mode = ClientMode::Exec(n);
+                }
+                None
+            }
+            (o, _) => o,
+        };
         if let Some((or, er, so)) = ours {
             for (fd, k) in [(&or, 0u64), (&er, 1)] {
                 set_nonblocking(fd.as_raw_fd());

@@ -552,3 +552,23 @@ fn update_changes_limits_of_a_running_container_and_its_record() {
     assert_eq!(stderr(&e), "you must provide one or more flags when using this command\n");
     s.ok(&["rm", "-f", "up"]);
 }
+
+#[test]
+fn exec_with_a_terminal_gets_its_own_pty() {
+    let s = Strata::new();
+    s.import_busybox("busybox");
+    s.ok(&["run", "-d", "--name", "xt", "busybox", "sleep", "60"]);
+    // A script, not an interactive shell: busybox's line editor queries the cursor
+    // position, which only a real terminal answers.
+    let script = "trap 'echo trapped' INT; tty; echo v=$((6*7)); read line; echo got=$line; sleep 20; echo after=$?; exit 5";
+    let steps = [("v=42", "hello\n"), ("got=hello", "\x03")];
+    let (code, out) = on_pty(&s, &["exec", "-it", "xt", "sh", "-c", script], &steps);
+    assert!(out.contains("/dev/pts/"), "a pty inside: {out}");
+    assert!(out.contains("after=130"), "ctrl-c reached the foreground process: {out}");
+    assert_eq!(code, 5, "{out}");
+    // Without -i: output only, through the pty (one stream, \r\n line ends).
+    let o = s.run(&["exec", "-t", "xt", "sh", "-c", "echo a; echo b >&2"]);
+    assert_eq!(stdout(&o), "a\r\nb\r\n");
+    assert_eq!(s.ok(&["top", "xt"]).lines().count(), 2, "nothing left behind");
+    s.ok(&["rm", "-f", "xt"]);
+}

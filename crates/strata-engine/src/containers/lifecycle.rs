@@ -105,7 +105,7 @@ impl Engine {
 
     /// `exec`: asks the container's supervisor to start `process`. Without `detach`,
     /// returns the stream that carries its stdio and ends with its `Exit`.
-    pub fn exec_container(&self, c: &Container, process: ExecProcess, stdin: bool, detach: bool) -> Result<Option<UnixStream>> {
+    pub fn exec_container(&self, c: &Container, process: ExecProcess, stdin: bool, detach: bool, tty: bool) -> Result<Option<UnixStream>> {
         if c.status == "paused" {
             return Err(EngineError::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)));
         }
@@ -113,7 +113,7 @@ impl Engine {
         if c.status != "running" {
             return Err(not_running());
         }
-        let mut s = self.request(c, &Request::Exec { process, stdin, detach })?.ok_or_else(not_running)?;
+        let mut s = self.request(c, &Request::Exec { process, stdin, detach, tty })?.ok_or_else(not_running)?;
         // The start is answered at once; the stream itself is as long as the process.
         match read_event(&mut s)? {
             Some(Event::Ok) => {

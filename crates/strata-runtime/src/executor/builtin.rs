@@ -34,6 +34,49 @@ impl Builtin {
         &self.state_root
     }
 
+    /// exec with a pty: the init's own process spec (capabilities, rlimits, no new
+    /// privileges) with this command, environment, directory and user, and
+    /// `terminal: true`, handed over as a process file; the pty master comes back
+    /// through a console socket as for a `-t` start.
+    fn exec_terminal(&self, id: &str, process: &ExecSpec, builder: ContainerBuilder) -> Result<Started, RuntimeError> {
+        use libcontainer::oci_spec::runtime::{Process, UserBuilder};
+        let container = self.load(id, "exec")?;
+        let spec = Spec::load(container.bundle().join("config.json")).map_err(|e| RuntimeError::runtime(id, "exec", e.to_string()))?;
+        let mut p: Process = spec.process().clone().unwrap_or_default();
+        let user = UserBuilder::default()
+            .uid(process.uid)
+            .gid(process.gid)
+            .additional_gids(process.additional_gids.clone())
+            .build()
+            .map_err(|e| RuntimeError::runtime(id, "exec", e.to_string()))?;
+        p.set_args(Some(process.args.clone()))
+            .set_env(Some(process.env.clone()))
+            .set_cwd(PathBuf::from(&process.cwd))
+            .set_user(user)
+            .set_terminal(Some(true));
+        let file = self.state_root.join(id).join(format!("exec-{}.json", strata_store::random_hex(6)));
+        let json = serde_json::to_vec(&p).map_err(|e| RuntimeError::runtime(id, "exec", e.to_string()))?;
+        std::fs::write(&file, json).map_err(RuntimeError::io("write", &file))?;
+        let console = ConsoleSocket::bind(&self.state_root)?;
+        let built = builder
+            .with_console_socket(Some(console.path().to_path_buf()))
+            .as_tenant()
+            .with_process(Some(&file))
+            .with_detach(true)
+            .build();
+        let _ = std::fs::remove_file(&file);
+        let pid = built.map_err(|e| lc_err(id, "exec", e))?.as_raw();
+        match console.receive(id) {
+            Ok(fd) => Ok(Started { pid, console: Some(fd) }),
+            Err(e) => {
+                // SAFETY: signalling the process we just started and have not reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                reap(pid);
+                Err(e)
+            }
+        }
+    }
+
     fn load(&self, id: &str, op: &'static str) -> Result<Container, RuntimeError> {
         Container::load(self.state_root.join(id)).map_err(|e| lc_err(id, op, e))
     }
@@ -158,19 +201,20 @@ impl Executor for Builtin {
         c.delete(force).map_err(|e| lc_err(id, "delete", e))
     }
 
-    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<i32, RuntimeError> {
+    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<Started, RuntimeError> {
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(CleanExec)
+            .with_root_path(&self.state_root)
+            .map_err(|e| lc_err(id, "exec", e))?;
         let Io::Pipes { stdin, stdout, stderr } = io else {
-            return Err(RuntimeError::runtime(id, "exec", "a terminal for exec is not supported yet"));
+            return self.exec_terminal(id, process, builder);
         };
         let stdin = match stdin {
             Some(fd) => fd,
             None => dev_null()?,
         };
         let env = process.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(CleanExec)
-            .with_root_path(&self.state_root)
-            .map_err(|e| lc_err(id, "exec", e))?
+        let pid = builder
             .with_stdin(stdin)
             .with_stdout(stdout)
             .with_stderr(stderr)
@@ -184,7 +228,7 @@ impl Executor for Builtin {
             .with_detach(true)
             .build()
             .map_err(|e| lc_err(id, "exec", e))?;
-        Ok(pid.as_raw())
+        Ok(Started { pid: pid.as_raw(), console: None })
     }
 
     fn pause(&self, id: &str) -> Result<(), RuntimeError> {

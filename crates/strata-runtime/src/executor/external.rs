@@ -191,10 +191,7 @@ impl Executor for External {
         self.run(id, "delete", &args)
     }
 
-    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<i32, RuntimeError> {
-        let Io::Pipes { stdin, stdout, stderr } = io else {
-            return Err(RuntimeError::runtime(id, "exec", "a terminal for exec is not supported yet"));
-        };
+    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<Started, RuntimeError> {
         let pid_file = self.state_root.join(format!(".{id}-exec-{}.pid", strata_store::random_hex(4)));
         let _pid_guard = RemoveOnDrop(pid_file.clone());
         let log = LogFile::new(&self.state_root, id);
@@ -208,20 +205,45 @@ impl Executor for External {
         for e in &process.env {
             cmd.arg("--env").arg(e);
         }
-        let stdin: OwnedFd = match stdin {
-            Some(fd) => fd,
-            None => dev_null()?,
+        let console = match io {
+            Io::Terminal => {
+                let sock = ConsoleSocket::bind(&self.state_root)?;
+                cmd.arg("--tty").arg("--console-socket").arg(sock.path());
+                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log.stderr_file()?);
+                Some(sock)
+            }
+            Io::Pipes { stdin, stdout, stderr } => {
+                let stdin: OwnedFd = match stdin {
+                    Some(fd) => fd,
+                    None => dev_null()?,
+                };
+                // With --detach, runc hands its own stdio to the process.
+                cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+                None
+            }
         };
-        // With --detach, runc hands its own stdio to the process.
-        cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
         cmd.arg(id).args(&process.args);
-        let status = cmd.status().map_err(RuntimeError::io("run", &self.binary))?;
+        let mut child = cmd.spawn().map_err(RuntimeError::io("run", &self.binary))?;
         drop(cmd);
+        // runc sends the pty master before it exits; take it while it waits.
+        let master = match &console {
+            Some(sock) => match sock.receive(id) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let status = child.wait().map_err(RuntimeError::io("wait for", &self.binary))?;
         if !status.success() {
             return Err(RuntimeError::runtime(id, "exec", log.error(status)));
         }
         let text = fs::read_to_string(&pid_file).map_err(RuntimeError::io("read", &pid_file))?;
-        text.trim().parse::<i32>().map_err(|_| RuntimeError::runtime(id, "exec", format!("bad pid file: {text:?}")))
+        let pid = text.trim().parse::<i32>().map_err(|_| RuntimeError::runtime(id, "exec", format!("bad pid file: {text:?}")))?;
+        Ok(Started { pid, console: master })
     }
 
     fn pause(&self, id: &str) -> Result<(), RuntimeError> {

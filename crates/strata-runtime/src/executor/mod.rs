@@ -58,9 +58,10 @@ pub trait Executor {
     /// Thaws a paused container.
     fn resume(&self, id: &str) -> Result<(), RuntimeError>;
     /// Starts another process in the running container `id`, with the init's namespaces,
-    /// cgroups and limits. Like `start`, the process ends up a child of the (subreaper)
-    /// caller, which reaps it. `Io::Terminal` is not supported here yet.
-    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<i32, RuntimeError>;
+    /// cgroups, capabilities and limits. Like `start`, the process ends up a child of the
+    /// (subreaper) caller, which reaps it; with `Io::Terminal` it gets a pty of its own,
+    /// whose master comes back in [`Started::console`].
+    fn exec(&self, id: &str, process: &ExecSpec, io: Io) -> Result<Started, RuntimeError>;
 }
 
 /// A process for [`Executor::exec`], with its user already numeric.

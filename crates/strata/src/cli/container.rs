@@ -293,7 +293,7 @@ pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
     let spec = AttachSpec { stdin: o.attach_stdin, stdout: o.attach_stdout, stderr: o.attach_stderr };
     let stream = engine.start_container(&c, Some(spec)).map_err(run_error)?.expect("attached start returns a stream");
     let keys = parse_detach_keys(a.detach_keys.as_deref())?;
-    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty, c.auto_remove(), Some(keys))?;
+    let code = relay(engine, &c, stream, spec, a.tty, a.sig_proxy && !a.tty, c.auto_remove(), Some(keys), true)?;
     Ok(code as u8)
 }
 
@@ -311,9 +311,10 @@ fn relay(
     sig_proxy: bool,
     wait_removed: bool,
     detach_keys: Option<Vec<u8>>,
+    resize_init: bool,
 ) -> Result<i32, CliError> {
     let _raw = if tty && spec.stdin { RawTerminal::enter() } else { None };
-    if tty {
+    if tty && resize_init {
         if let Some((h, w)) = terminal_size() {
             let _ = engine.resize_container(c, h, w);
         }
@@ -481,7 +482,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<u8, CliError> {
             Err(e) => return Err(CliError::from(e)),
         };
         let keys = parse_detach_keys(a.detach_keys.as_deref())?;
-        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty(), c.auto_remove(), Some(keys))?;
+        let code = relay(engine, &c, stream, spec, c.tty(), !c.tty(), c.auto_remove(), Some(keys), true)?;
         return Ok(code as u8);
     }
     let mut failed = false;
@@ -608,9 +609,6 @@ pub struct ExecArgs {
 /// process that cannot be started exits 126 with the runtime's words, on stdout as
 /// docker's.
 pub fn exec(engine: &Engine, a: ExecArgs) -> Result<u8, CliError> {
-    if a.tty {
-        return Err(CliError::usage("exec -t: terminals for exec are not supported yet"));
-    }
     let c = engine.container(&a.container)?;
     // `-e NAME` takes NAME's value from here, or drops it, as docker's client does.
     let env = a
@@ -625,7 +623,7 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<u8, CliError> {
         user: a.user.clone().unwrap_or_default(),
         privileged: a.privileged,
     };
-    let stream = match engine.exec_container(&c, process, a.interactive && !a.detach, a.detach) {
+    let stream = match engine.exec_container(&c, process, a.interactive && !a.detach, a.detach, a.tty) {
         Ok(s) => s,
         Err(EngineError::Start { code, message }) => {
             // docker's API writes this into the already hijacked stream: stdout, "\r\n".
@@ -634,9 +632,16 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<u8, CliError> {
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(stream) = stream else { return Ok(0) };
+    let Some(mut stream) = stream else { return Ok(0) };
+    if a.tty {
+        // The session's own pty takes the terminal's size, through its own stream.
+        if let Some((height, width)) = terminal_size() {
+            let _ = strata_runtime::protocol::write_json(&mut stream, &strata_runtime::protocol::Request::Resize { height, width });
+        }
+    }
     let spec = AttachSpec { stdin: a.interactive, stdout: true, stderr: true };
-    Ok(relay(engine, &c, stream, spec, false, false, false, None)? as u8)
+    let keys = if a.tty && a.interactive { Some(parse_detach_keys(None)?) } else { None };
+    Ok(relay(engine, &c, stream, spec, a.tty, false, false, keys, false)? as u8)
 }
 
 #[derive(Args)]
@@ -834,7 +839,7 @@ pub fn attach(engine: &Engine, a: AttachArgs) -> Result<u8, CliError> {
     let open_stdin = c.config.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false);
     let spec = AttachSpec { stdin: !a.no_stdin && open_stdin, stdout: true, stderr: true };
     let stream = engine.attach_container(&c, spec)?;
-    let code = relay(engine, &c, stream, spec, c.tty(), a.sig_proxy && !c.tty(), c.auto_remove(), Some(keys))?;
+    let code = relay(engine, &c, stream, spec, c.tty(), a.sig_proxy && !c.tty(), c.auto_remove(), Some(keys), true)?;
     Ok(code as u8)
 }
 
