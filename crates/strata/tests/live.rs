@@ -464,6 +464,12 @@ for expect, send in steps:
         read_for(10, expect)
     else:
         time.sleep(0.3)
+    if send.startswith("@winsz "):
+        import fcntl, struct, termios
+        rows, cols = map(int, send.split()[1:])
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        time.sleep(0.3)
+        continue
     os.write(fd, send.encode())
 read_for(3)
 status = None
@@ -566,6 +572,10 @@ fn exec_with_a_terminal_gets_its_own_pty() {
     assert!(out.contains("/dev/pts/"), "a pty inside: {out}");
     assert!(out.contains("after=130"), "ctrl-c reached the foreground process: {out}");
     assert_eq!(code, 5, "{out}");
+    // The session's pty follows the terminal's size (SIGWINCH).
+    let steps = [("ready", "@winsz 33 111"), ("", "\n")];
+    let (_, out) = on_pty(&s, &["exec", "-it", "xt", "sh", "-c", "echo ready; read x; stty size"], &steps);
+    assert!(out.contains("33 111"), "{out}");
     // Without -i: output only, through the pty (one stream, \r\n line ends).
     let o = s.run(&["exec", "-t", "xt", "sh", "-c", "echo a; echo b >&2"]);
     assert_eq!(stdout(&o), "a\r\nb\r\n");

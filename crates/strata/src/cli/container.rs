@@ -319,6 +319,16 @@ fn relay(
             let _ = engine.resize_container(c, h, w);
         }
     }
+    if tty {
+        // Later size changes follow the terminal (SIGWINCH): the container's pty through
+        // a control connection, an exec's through its own session.
+        let target = if resize_init {
+            ResizeTarget::Socket(engine.socket_of(&c.id))
+        } else {
+            ResizeTarget::Session(stream.try_clone().map_err(|e| CliError::usage(e.to_string()))?)
+        };
+        WindowWatcher::start(target);
+    }
     if sig_proxy {
         SignalProxy::start(engine.socket_of(&c.id));
     }
@@ -410,6 +420,48 @@ impl SignalProxy {
                 }
                 if let Ok(mut s) = strata_runtime::supervisor::connect(&socket) {
                     let _ = protocol::write_json(&mut s, &protocol::Request::Kill { signal: sig });
+                }
+            });
+        }
+    }
+}
+
+enum ResizeTarget {
+    Socket(String),
+    Session(UnixStream),
+}
+
+/// Sends the terminal's new size on every SIGWINCH. The signal is blocked here (and so
+/// in threads started later) and taken by sigwait in its own thread.
+struct WindowWatcher;
+
+impl WindowWatcher {
+    fn start(mut target: ResizeTarget) {
+        // SAFETY: signal mask manipulation on a local set; the thread only calls sigwait,
+        // ioctl and socket functions.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGWINCH);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            std::thread::spawn(move || loop {
+                let mut sig = 0;
+                if libc::sigwait(&set, &mut sig) != 0 {
+                    return;
+                }
+                let Some((height, width)) = terminal_size() else { continue };
+                let req = protocol::Request::Resize { height, width };
+                match &mut target {
+                    ResizeTarget::Socket(sock) => {
+                        if let Ok(mut s) = strata_runtime::supervisor::connect(sock) {
+                            let _ = protocol::write_json(&mut s, &req);
+                        }
+                    }
+                    ResizeTarget::Session(s) => {
+                        if protocol::write_json(s, &req).is_err() {
+                            return;
+                        }
+                    }
                 }
             });
         }
