@@ -464,6 +464,9 @@ for expect, send in steps:
         read_for(10, expect)
     else:
         time.sleep(0.3)
+    if send.startswith("@sleep "):
+        time.sleep(float(send.split()[1]))
+        continue
     if send.startswith("@winsz "):
         import fcntl, struct, termios
         rows, cols = map(int, send.split()[1:])
@@ -567,7 +570,8 @@ fn exec_with_a_terminal_gets_its_own_pty() {
     // A script, not an interactive shell: busybox's line editor queries the cursor
     // position, which only a real terminal answers.
     let script = "trap 'echo trapped' INT; tty; echo v=$((6*7)); read line; echo got=$line; sleep 20; echo after=$?; exit 5";
-    let steps = [("v=42", "hello\n"), ("got=hello", "\x03")];
+    // ctrl-c only once `sleep` runs (before, it would only reach the shell's trap).
+    let steps = [("v=42", "hello\n"), ("got=hello", "@sleep 0.7"), ("", "\x03")];
     let (code, out) = on_pty(&s, &["exec", "-it", "xt", "sh", "-c", script], &steps);
     assert!(out.contains("/dev/pts/"), "a pty inside: {out}");
     assert!(out.contains("after=130"), "ctrl-c reached the foreground process: {out}");

@@ -273,7 +273,7 @@ fn exec_spec(c: &Container, rootfs: &Path, p: &ExecProcess) -> std::result::Resu
         let why = if why == "is a directory" { "permission denied".to_string() } else { why };
         (126, format!("OCI runtime exec failed: exec failed: unable to start container process: exec: \"{argv0}\": {why}: unknown"))
     })?;
-    Ok(ExecSpec { args: p.args.clone(), env: runtime_env(c, &path_var, &home, false, &env), cwd, uid, gid, additional_gids })
+    Ok(ExecSpec { args: p.args.clone(), env: runtime_env(c, &path_var, &home, false, &env), cwd, uid, gid, additional_gids, privileged: p.privileged })
 }
 
 /// The runtime spec for one start: command resolved inside the container's root

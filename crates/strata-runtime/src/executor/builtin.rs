@@ -39,7 +39,7 @@ impl Builtin {
     /// `terminal: true`, handed over as a process file; the pty master comes back
     /// through a console socket as for a `-t` start.
     fn exec_terminal(&self, id: &str, process: &ExecSpec, builder: ContainerBuilder) -> Result<Started, RuntimeError> {
-        use libcontainer::oci_spec::runtime::{Process, UserBuilder};
+        use libcontainer::oci_spec::runtime::{Capability, LinuxCapabilities, Process, UserBuilder};
         let container = self.load(id, "exec")?;
         let spec = Spec::load(container.bundle().join("config.json")).map_err(|e| RuntimeError::runtime(id, "exec", e.to_string()))?;
         let mut p: Process = spec.process().clone().unwrap_or_default();
@@ -54,6 +54,12 @@ impl Builtin {
             .set_cwd(PathBuf::from(&process.cwd))
             .set_user(user)
             .set_terminal(Some(true));
+        if process.privileged {
+            let all: std::collections::HashSet<Capability> = super::ALL_CAPS.iter().filter_map(|c| c.trim_start_matches("CAP_").parse().ok()).collect();
+            let mut caps = LinuxCapabilities::default();
+            caps.set_bounding(Some(all.clone())).set_effective(Some(all.clone())).set_permitted(Some(all.clone())).set_inheritable(None).set_ambient(None);
+            p.set_capabilities(Some(caps));
+        }
         let file = self.state_root.join(id).join(format!("exec-{}.json", strata_store::random_hex(6)));
         let json = serde_json::to_vec(&p).map_err(|e| RuntimeError::runtime(id, "exec", e.to_string()))?;
         std::fs::write(&file, json).map_err(RuntimeError::io("write", &file))?;
@@ -225,6 +231,7 @@ impl Executor for Builtin {
             .with_user(Some(process.uid))
             .with_group(Some(process.gid))
             .with_additional_gids(process.additional_gids.clone())
+            .with_capabilities(if process.privileged { super::ALL_CAPS.iter().map(|c| c.to_string()).collect() } else { Vec::new() })
             .with_detach(true)
             .build()
             .map_err(|e| lc_err(id, "exec", e))?;

@@ -205,6 +205,11 @@ impl Executor for External {
         for e in &process.env {
             cmd.arg("--env").arg(e);
         }
+        if process.privileged {
+            for c in super::ALL_CAPS {
+                cmd.arg("--cap").arg(c);
+            }
+        }
         let console = match io {
             Io::Terminal => {
                 let sock = ConsoleSocket::bind(&self.state_root)?;
