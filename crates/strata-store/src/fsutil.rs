@@ -13,7 +13,11 @@ use crate::{Result, StoreError};
 pub fn open_in_root(root: &Path, rel: &str, flags: rustix::fs::OFlags) -> std::io::Result<File> {
     use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
     let dir = File::open(root)?;
-    let fd = openat2(&dir, rel.trim_start_matches('/'), flags | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)?;
+    let rel = match rel.trim_start_matches('/') {
+        "" => ".",
+        r => r,
+    };
+    let fd = openat2(&dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)?;
     Ok(File::from(fd))
 }
 

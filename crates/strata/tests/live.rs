@@ -260,6 +260,7 @@ const EXEC_CASES: &[(&[&str], &str)] = &[
     (&["-u", "1234:5", "id"], ""),
     (&["-u", "nouser", "id"], ""),
     (&["-w", "/tmp", "pwd"], ""),
+    (&["-w", "/nope", "pwd"], ""),
     (&["-e", "A=1", "sh", "-c", "echo $A $HOME $PATH"], ""),
     (&["-i", "cat"], "hello\nworld\n"),
     (&["sh", "-c", "echo out; echo err >&2; exit 5"], ""),
@@ -272,7 +273,7 @@ fn exec_in(run: &dyn Fn(&[&str], &str) -> std::process::Output, name: &str) -> V
             let mut full = vec!["exec"];
             let (flags, cmd): (Vec<&str>, Vec<&str>) = {
                 // Flags go before the container name.
-                let split = args.iter().position(|a| !a.starts_with('-') && !["nobody", "1234:5", "nouser", "/tmp", "A=1"].contains(a)).unwrap_or(0);
+                let split = args.iter().position(|a| !a.starts_with('-') && !["nobody", "1234:5", "nouser", "/tmp", "/nope", "A=1"].contains(a)).unwrap_or(0);
                 (args[..split].to_vec(), args[split..].to_vec())
             };
             full.extend(flags);
@@ -294,8 +295,10 @@ fn exec_runs_in_the_container_with_its_exit_code() {
     assert!(got[0].1.ends_with("executable file not found in $PATH: unknown\r\n"), "{:?}", got[0]);
     assert_eq!(got[1].0, Some(3));
     assert_eq!(got[3].1, "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n");
-    assert_eq!(got[8], (Some(0), "hello\nworld\n".into(), String::new()), "stdin EOF ends cat");
-    assert_eq!(got[9], (Some(5), "out\n".into(), "err\n".into()), "output drained before the exit");
+    assert_eq!(got[7].0, Some(126), "a missing workdir: {:?}", got[7]);
+    assert!(got[7].1.contains("chdir to cwd (\"/nope\") set in config.json failed: no such file or directory"), "{:?}", got[7]);
+    assert_eq!(got[9], (Some(0), "hello\nworld\n".into(), String::new()), "stdin EOF ends cat");
+    assert_eq!(got[10], (Some(5), "out\n".into(), "err\n".into()), "output drained before the exit");
     // Detached: runs on its own; the supervisor reaps it.
     assert_eq!(s.ok(&["exec", "-d", "ex", "sh", "-c", "echo bg > /tmp/bg"]), "");
     let mut seen = String::new();
@@ -430,6 +433,17 @@ fn cp_both_ways_resolves_every_path_inside_the_container() {
     assert_eq!(stderr(&e), "invalid output path: directory \"/nonexistent-dir-strata\" does not exist\n");
     let e = s.run_stdin(&["cp", "-", "cpx:/d/a"], b"");
     assert_eq!(stderr(&e), "Error response from daemon: destination \"cpx:/d/a\" must be a directory\n");
+    // Read-only mounts and a read-only rootfs refuse, with docker's messages.
+    let ro = format!("{}:/ro:ro", h.display());
+    s.ok(&["run", "-d", "--name", "cpro", "--read-only", "-v", &ro, "-v", "cprw:/rw", "busybox", "sleep", "60"]);
+    let f = h.join("hf");
+    let e = s.run(&["cp", f.to_str().unwrap(), "cpro:/ro/"]);
+    assert_eq!((e.status.code(), stderr(&e)), (Some(1), "Error response from daemon: mounted volume is marked read-only\n".into()));
+    let e = s.run(&["cp", f.to_str().unwrap(), "cpro:/tmp/"]);
+    assert_eq!(stderr(&e), "Error response from daemon: container rootfs is marked read-only\n");
+    s.ok(&["cp", f.to_str().unwrap(), "cpro:/rw/"]);
+    assert_eq!(s.ok(&["exec", "cpro", "cat", "/rw/hf"]), "host file\n", "a writable volume of a read-only container");
+    s.ok(&["rm", "-f", "cpro"]);
     s.ok(&["rm", "-f", "cpr", "cpx"]);
 }
 
@@ -515,6 +529,8 @@ fn attach_on_a_terminal_and_detach_with_the_keys() {
     assert_eq!(s.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "tt1"]), "exited 3\n");
     let e = s.run(&["attach", "tt1"]);
     assert!(stderr(&e).contains("You cannot attach to a stopped container, start it first"), "{}", stderr(&e));
+    let e = s.run(&["attach", "--detach-keys", "ctrl-zz", "tt1"]);
+    assert_eq!((e.status.code(), stderr(&e)), (Some(1), "Invalid detach keys (ctrl-zz) provided\n".into()));
     // run -it on a terminal: the same keys detach from a new container.
     let (code, out) = on_pty(&s, &["run", "-it", "--name", "tt2", "busybox", "sh"], &[("", "echo in-$((1+1))\n"), ("in-2", "\x10\x11")]);
     assert_eq!(code, 0, "{out}");

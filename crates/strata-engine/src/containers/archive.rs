@@ -46,6 +46,9 @@ impl Engine {
     /// top entry renamed). `dir_only`: `dest` must be an existing directory (a tar from
     /// stdin). `archive` keeps the tar's owners, else the files are root's.
     pub fn copy_to_container<T>(&self, c: &Container, dest: &str, dir_only: bool, archive: bool, source: impl FnOnce(File) -> T) -> Result<T> {
+        if let Some(why) = self.read_only_at(c, dest) {
+            return Err(EngineError::Invalid(why.into()));
+        }
         let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", "cp", e.into()))?;
         let (dest_s, name) = (dest.to_string(), c.name.clone());
         let (out, res) = self.in_container_fs(
@@ -62,6 +65,31 @@ impl Engine {
         );
         res.map_err(EngineError::Conflict)?;
         Ok(out)
+    }
+
+    /// Why `path` cannot be written, if it lives on a read-only mount of the container
+    /// (the mount with the longest destination containing it decides, as docker's) or on
+    /// a read-only rootfs outside any mount.
+    fn read_only_at(&self, c: &Container, path: &str) -> Option<&'static str> {
+        let path = super::mountspec::clean(Path::new(path));
+        let within = |dest: &str| path == dest || dest == "/" || path.starts_with(&format!("{dest}/"));
+        let mut best: Option<(usize, bool)> = None;
+        let mut consider = |dest: &str, ro: bool| {
+            if within(dest) && best.is_none_or(|(len, _)| dest.len() > len) {
+                best = Some((dest.len(), ro));
+            }
+        };
+        for v in &c.volume_mounts {
+            consider(&v.destination, v.read_only);
+        }
+        for (m, _) in super::inspect::recorded_mounts(c) {
+            consider(&m.destination, m.read_only);
+        }
+        match best {
+            Some((_, true)) => Some("mounted volume is marked read-only"),
+            Some((_, false)) => None,
+            None => c.host_config().get("ReadonlyRootfs").and_then(serde_json::Value::as_bool).unwrap_or(false).then_some("container rootfs is marked read-only"),
+        }
     }
 
     /// Forks a child whose `/` is the container's filesystem, runs `child` there, and

@@ -268,6 +268,10 @@ fn exec_spec(c: &Container, rootfs: &Path, p: &ExecProcess) -> std::result::Resu
         p.cwd.clone()
     };
     let argv0 = p.args.first().ok_or((126, "No exec command specified".to_string()))?;
+    let oci = |why: String| (126, format!("OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"));
+    if let Err(e) = strata_store::fsutil::open_in_root(rootfs, &cwd, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY) {
+        return Err(oci(format!("chdir to cwd ({cwd:?}) set in config.json failed: {}", strata_store::os_text(&e))));
+    }
     crate::userdb::lookup_command(rootfs, argv0, &path_var, &cwd).map_err(|(_, why)| {
         // runc's exec path does not stat first: execve's EACCES is what it reports.
         let why = if why == "is a directory" { "permission denied".to_string() } else { why };
