@@ -23,7 +23,7 @@ impl Engine {
     /// top entry, or the directory's contents for a path ending in `/.`), following
     /// `src` itself when it is a symlink and `follow` is set.
     pub fn copy_from_container<T>(&self, c: &Container, src: &str, follow: bool, sink: impl FnOnce(File) -> T) -> Result<T> {
-        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", "cp", e.into()))?;
+        let (rd, wr) = big_pipe()?;
         let name = c.name.clone();
         let src = src.to_string();
         let (out, res) = self.in_container_fs(
@@ -49,7 +49,7 @@ impl Engine {
         if let Some(why) = self.read_only_at(c, dest) {
             return Err(EngineError::Invalid(why.into()));
         }
-        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", "cp", e.into()))?;
+        let (rd, wr) = big_pipe()?;
         let (dest_s, name) = (dest.to_string(), c.name.clone());
         let (out, res) = self.in_container_fs(
             c,
@@ -164,6 +164,14 @@ impl Engine {
     }
 }
 
+/// A pipe for a tar stream, 1 MiB deep (the default 64 KiB makes both sides wait on
+/// each other every few reads).
+fn big_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::io("pipe", "cp", e.into()))?;
+    let _ = rustix::pipe::fcntl_setpipe_size(&wr, 1 << 20);
+    Ok((rd, wr))
+}
+
 /// Attaches a cloned mount tree at `dest`, a path inside the (chrooted) view: created
 /// like the runtime creates mount points, resolved inside the view because `/` is it.
 fn attach_inside(dest: &str, tree: &OwnedFd, is_dir: bool) -> std::io::Result<()> {
@@ -238,7 +246,7 @@ impl From<std::io::Error> for Extract {
 /// is staged beside it and renamed into place whole.
 pub fn extract_at(input: impl Read, dest: &Path, dir_only: bool, keep_owners: bool) -> std::result::Result<(), Extract> {
     let unpack = |input: Box<dyn Read + '_>, into: &Path| -> std::io::Result<()> {
-        let mut a = tar::Archive::new(input);
+        let mut a = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, input));
         a.set_preserve_permissions(true);
         a.set_preserve_mtime(true);
         a.set_preserve_ownerships(keep_owners);
