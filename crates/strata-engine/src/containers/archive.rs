@@ -41,6 +41,93 @@ impl Engine {
         Ok(out)
     }
 
+    /// `cp CONTAINER:SRC HOSTPATH` with a fast path: when `src` is a regular file its
+    /// bytes go straight into `file` (opened by the caller on the host, so nothing on
+    /// the host is looked up from the container's view), copied in the kernel, with its
+    /// mode and times; the result is then `None`. Anything else comes as a tar stream to
+    /// `sink`, as in `copy_from_container`.
+    pub fn copy_from_container_into<T>(&self, c: &Container, src: &str, follow: bool, file: &File, sink: impl FnOnce(Box<dyn Read>) -> T) -> Result<Option<T>> {
+        use std::os::fd::AsFd;
+        let (rd, wr) = big_pipe()?;
+        let name = c.name.clone();
+        let src = src.to_string();
+        let out_fd = file.as_fd();
+        let (out, res) = self.in_container_fs(
+            c,
+            move || {
+                let mut w = File::from(wr);
+                let fail = |e: std::io::Error| match e.kind() {
+                    std::io::ErrorKind::NotFound => format!("Could not find the file {src} in container {name}"),
+                    _ => format!("cp {src}: {}", strata_store::os_text(&e)),
+                };
+                let mut p = PathBuf::from(&src);
+                let md = std::fs::symlink_metadata(&p).map_err(fail)?;
+                if follow && md.file_type().is_symlink() {
+                    p = std::fs::canonicalize(&p).map_err(fail)?;
+                }
+                let md = std::fs::symlink_metadata(&p).map_err(fail)?;
+                if md.is_file() && !src.ends_with("/.") {
+                    copy_file_into(&p, out_fd).map_err(fail)?;
+                    return w.write_all(b"F").map_err(fail);
+                }
+                w.write_all(b"T").map_err(fail)?;
+                write_path_tar(&src, follow, w).map_err(fail)
+            },
+            move || {
+                let mut r = File::from(rd);
+                let mut kind = [0u8; 1];
+                match r.read_exact(&mut kind) {
+                    Ok(()) if kind[0] == b'T' => Some(sink(Box::new(r))),
+                    _ => None,
+                }
+            },
+        );
+        res.map_err(EngineError::Conflict)?;
+        Ok(out)
+    }
+
+    /// `cp HOSTFILE CONTAINER:DEST` for a regular file: the caller opened it on the host;
+    /// the child, inside the container's view, places it by docker's rules (into `dest`
+    /// when that is a directory, else as `dest`), staged beside and renamed, the data
+    /// copied in the kernel. Owners: the file's own with `archive`, else root.
+    pub fn copy_file_to_container(&self, c: &Container, dest: &str, archive: bool, file: &File, name: &str) -> Result<()> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        if let Some(why) = self.read_only_at(c, dest) {
+            return Err(EngineError::Invalid(why.into()));
+        }
+        let md = file.metadata().map_err(|e| EngineError::io("stat", name, e))?;
+        let owner = if archive { (md.uid(), md.gid()) } else { (0, 0) };
+        let src_fd = file.as_fd();
+        let (dest_s, cname, name) = (dest.to_string(), c.name.clone(), name.to_string());
+        let ((), res) = self.in_container_fs(
+            c,
+            move || {
+                let fail = |e: std::io::Error| format!("cp {dest_s}: {}", strata_store::os_text(&e));
+                let d = Path::new(&dest_s);
+                let target = if d.is_dir() { d.join(&name) } else { d.to_path_buf() };
+                let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if !dir.is_dir() {
+                    return Err(format!("Could not find the file {} in container {cname}", dir.display()));
+                }
+                let staged = dir.join(format!(".strata-cp-{}", strata_store::random_hex(6)));
+                let res = (|| -> std::io::Result<()> {
+                    let out = File::options().write(true).create_new(true).open(&staged)?;
+                    copy_fd_into(src_fd, out.as_fd())?;
+                    rustix::fs::fchown(&out, Some(rustix::fs::Uid::from_raw(owner.0)), Some(rustix::fs::Gid::from_raw(owner.1)))?;
+                    copy_meta(src_fd, out.as_fd())?;
+                    std::fs::rename(&staged, &target)
+                })();
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&staged);
+                }
+                res.map_err(fail)
+            },
+            || (),
+        );
+        res.map_err(EngineError::Conflict)
+    }
+
     /// `cp ... CONTAINER:DEST`: `source` writes a tar into the given pipe; it is
     /// extracted at `dest` (into it when it is a directory, else as it, with the tar's
     /// top entry renamed). `dir_only`: `dest` must be an existing directory (a tar from
@@ -162,6 +249,58 @@ impl Engine {
         }
         out
     }
+}
+
+/// Copies a regular file's data into `out` in the kernel, then its mode and times.
+fn copy_file_into(src: &Path, out: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let f = rustix::fs::open(src, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    copy_fd_into(std::os::fd::AsFd::as_fd(&f), out)?;
+    copy_meta(std::os::fd::AsFd::as_fd(&f), out)
+}
+
+/// The data of `src` (from its start) into `out`: `copy_file_range`, or `sendfile`
+/// across filesystems that refuse it; never through user space.
+fn copy_fd_into(src: std::os::fd::BorrowedFd<'_>, out: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    let mut left = rustix::fs::fstat(src)?.st_size as u64;
+    let mut off: u64 = 0;
+    let mut cfr = true;
+    while left > 0 {
+        let chunk = left.min(1 << 30) as usize;
+        let n = if cfr {
+            let mut o = off;
+            match rustix::fs::copy_file_range(src, Some(&mut o), out, None, chunk) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::XDEV | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
+                    cfr = false;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            let mut o = off;
+            rustix::fs::sendfile(out, src, Some(&mut o), chunk)?
+        };
+        if n == 0 {
+            break;
+        }
+        off += n as u64;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Mode (after any chown, which clears setuid) and times of `src` onto `out`.
+fn copy_meta(src: std::os::fd::BorrowedFd<'_>, out: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use rustix::fs::{Mode, Timespec, Timestamps};
+    let st = rustix::fs::fstat(src)?;
+    rustix::fs::fchmod(out, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    let times = Timestamps {
+        last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+    };
+    rustix::fs::futimens(out, &times)?;
+    Ok(())
 }
 
 /// A pipe for a tar stream, 1 MiB deep (the default 64 KiB makes both sides wait on

@@ -779,8 +779,22 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<u8, CliError> {
                     return Err(CliError::usage(format!("invalid output path: directory {:?} does not exist", parent.display().to_string())));
                 }
             }
-            let res = engine.copy_from_container(&c, src, a.follow_link, |r| extract_at(r, d, false, false))?;
-            match res {
+            // A regular file comes straight into a staged file beside where it goes (see
+            // copy_from_container_into); anything else as a tar.
+            let base = std::path::Path::new(src.trim_end_matches('/')).file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let target = if d.is_dir() { d.join(&base) } else { d.to_path_buf() };
+            let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let staged = dir.join(format!(".strata-cp-{}", strata_store::random_hex(6)));
+            let file = std::fs::File::options().write(true).create_new(true).open(&staged).map_err(io_err)?;
+            let res = engine.copy_from_container_into(&c, src, a.follow_link, &file, |r| extract_at(r, d, false, false));
+            drop(file);
+            let res = match res {
+                Ok(None) => std::fs::rename(&staged, &target).map(|()| Ok(())).map_err(io_err),
+                Ok(Some(r)) => Ok(r),
+                Err(e) => Err(e.into()),
+            };
+            let _ = std::fs::remove_file(&staged);
+            match res? {
                 Ok(()) => Ok(0),
                 Err(Extract::Io(e)) => Err(io_err(e)),
                 Err(e) => Err(CliError::usage(format!("{e:?}"))),
@@ -793,8 +807,17 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<u8, CliError> {
                 fed.map_err(io_err)?;
                 return Ok(0);
             }
-            if let Err(e) = std::fs::symlink_metadata(src) {
-                return Err(CliError::usage(format!("stat {src}: {}", super::image::os_msg(&e))));
+            let md = match std::fs::symlink_metadata(src) {
+                Ok(md) => md,
+                Err(e) => return Err(CliError::usage(format!("stat {src}: {}", super::image::os_msg(&e)))),
+            };
+            let is_file = md.is_file() || (a.follow_link && md.file_type().is_symlink() && std::path::Path::new(src).is_file());
+            if is_file && !src.ends_with('/') {
+                // A regular file goes in whole, copied in the kernel (no tar).
+                let file = std::fs::File::open(src).map_err(io_err)?;
+                let name = std::path::Path::new(src).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                engine.copy_file_to_container(&c, dest, a.archive, &file, &name)?;
+                return Ok(0);
             }
             let src = src.to_string();
             let fed = engine.copy_to_container(&c, dest, false, a.archive, |w| write_path_tar(&src, a.follow_link, w))?;
