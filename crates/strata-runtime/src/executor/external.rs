@@ -37,6 +37,27 @@ impl External {
         cmd
     }
 
+    /// The process's stdio: a console socket for a terminal (the runtime sends the pty
+    /// master there), else the runtime's own stdio, which it hands to the process.
+    fn wire_io(&self, cmd: &mut Command, io: Io, log: &LogFile) -> Result<Option<ConsoleSocket>, RuntimeError> {
+        Ok(match io {
+            Io::Terminal => {
+                let sock = ConsoleSocket::bind(&self.state_root)?;
+                cmd.arg("--console-socket").arg(sock.path());
+                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log.stderr_file()?);
+                Some(sock)
+            }
+            Io::Pipes { stdin, stdout, stderr } => {
+                let stdin: OwnedFd = match stdin {
+                    Some(fd) => fd,
+                    None => dev_null()?,
+                };
+                cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+                None
+            }
+        })
+    }
+
     /// Runs one runtime command with no stdio of interest; its error is the runtime's
     /// message.
     fn run(&self, id: &str, op: &'static str, args: &[&str]) -> Result<(), RuntimeError> {
@@ -116,23 +137,7 @@ impl Executor for External {
 
         let mut cmd = self.command(&log.path);
         cmd.arg("create").arg("--bundle").arg(&bundle).arg("--pid-file").arg(&pid_file);
-        let console = match io {
-            Io::Terminal => {
-                let sock = ConsoleSocket::bind(&self.state_root)?;
-                cmd.arg("--console-socket").arg(sock.path());
-                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log.stderr_file()?);
-                Some(sock)
-            }
-            Io::Pipes { stdin, stdout, stderr } => {
-                // Without a terminal, runc hands its own stdio to the container.
-                let stdin: OwnedFd = match stdin {
-                    Some(fd) => fd,
-                    None => dev_null()?,
-                };
-                cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
-                None
-            }
-        };
+        let console = self.wire_io(&mut cmd, io, &log)?;
         cmd.arg(id);
         let mut child = cmd.spawn().map_err(RuntimeError::io("run", &self.binary))?;
         // Drop our copies of the container's stdio (the Command holds them).
@@ -210,23 +215,10 @@ impl Executor for External {
                 cmd.arg("--cap").arg(c);
             }
         }
-        let console = match io {
-            Io::Terminal => {
-                let sock = ConsoleSocket::bind(&self.state_root)?;
-                cmd.arg("--tty").arg("--console-socket").arg(sock.path());
-                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log.stderr_file()?);
-                Some(sock)
-            }
-            Io::Pipes { stdin, stdout, stderr } => {
-                let stdin: OwnedFd = match stdin {
-                    Some(fd) => fd,
-                    None => dev_null()?,
-                };
-                // With --detach, runc hands its own stdio to the process.
-                cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
-                None
-            }
-        };
+        if matches!(io, Io::Terminal) {
+            cmd.arg("--tty");
+        }
+        let console = self.wire_io(&mut cmd, io, &log)?;
         cmd.arg(id).args(&process.args);
         let mut child = cmd.spawn().map_err(RuntimeError::io("run", &self.binary))?;
         drop(cmd);

@@ -67,15 +67,8 @@ pub struct CreateArgs {
     /// Size of /dev/shm
     #[arg(long)]
     pub shm_size: Option<String>,
-    /// Memory limit
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Runtime to use for this container
     #[arg(long)]
     pub runtime: Option<String>,
@@ -171,11 +164,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    let nano_cpus = a
-        .cpus
-        .as_deref()
-        .map(|c| c.parse::<f64>().map(|f| (f * 1e9) as i64).map_err(|_| CliError::usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))))
-        .transpose()?;
+    let nano_cpus = a.limits.nano_cpus()?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let (mut binds, mut volumes) = (Vec::new(), Vec::new());
     for v in &a.volume {
@@ -229,9 +218,9 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         shm_size: a.shm_size.as_deref().map(|s| ram_in_bytes(s, "--shm-size")).transpose()?,
-        memory: a.memory.as_deref().map(|s| ram_in_bytes(s, "-m, --memory")).transpose()?,
+        memory: a.limits.memory_bytes()?,
         nano_cpus,
-        pids_limit: a.pids_limit,
+        pids_limit: a.limits.pids_limit,
         runtime: a.runtime.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         no_new_privileges: parse_security_opts(&a.security_opt)?,
@@ -1019,8 +1008,9 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<u8, CliError> {
     }
 }
 
-#[derive(Args)]
-pub struct UpdateArgs {
+/// The resource limits `create`/`run` and `update` share.
+#[derive(Args, Clone, Default)]
+pub struct LimitArgs {
     /// Memory limit
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -1030,6 +1020,25 @@ pub struct UpdateArgs {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+}
+
+impl LimitArgs {
+    fn memory_bytes(&self) -> Result<Option<i64>, CliError> {
+        self.memory.as_deref().map(|s| ram_in_bytes(s, "-m, --memory")).transpose()
+    }
+
+    fn nano_cpus(&self) -> Result<Option<i64>, CliError> {
+        self.cpus
+            .as_deref()
+            .map(|c| c.parse::<f64>().map(|f| (f * 1e9) as i64).map_err(|_| CliError::usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))))
+            .transpose()
+    }
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
@@ -1039,17 +1048,14 @@ pub struct UpdateArgs {
 
 /// `update`: prints each container updated, as docker's.
 pub fn update(engine: &Engine, a: UpdateArgs) -> Result<u8, CliError> {
-    if a.memory.is_none() && a.cpus.is_none() && a.pids_limit.is_none() && a.restart.is_none() {
+    let l = &a.limits;
+    if l.memory.is_none() && l.cpus.is_none() && l.pids_limit.is_none() && a.restart.is_none() {
         return Err(CliError::usage("you must provide one or more flags when using this command"));
     }
     let o = strata_engine::containers::stats::UpdateOptions {
-        memory: a.memory.as_deref().map(|m| ram_in_bytes(m, "--memory")).transpose()?,
-        nano_cpus: a
-            .cpus
-            .as_deref()
-            .map(|c| c.parse::<f64>().map(|f| (f * 1e9) as i64).map_err(|_| CliError::usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))))
-            .transpose()?,
-        pids_limit: a.pids_limit,
+        memory: l.memory_bytes()?,
+        nano_cpus: l.nano_cpus()?,
+        pids_limit: l.pids_limit,
         restart: a.restart.clone(),
     };
     Ok(each(&a.containers, |n| engine.container(n).and_then(|c| engine.update_container(&c, &o))))
