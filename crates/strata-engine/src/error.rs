@@ -11,6 +11,8 @@ pub enum EngineError {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Network(#[from] strata_network::NetworkError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -47,6 +49,7 @@ impl Classify for EngineError {
             EngineError::Image(e) => e.kind(),
             EngineError::Snapshot(e) => e.kind(),
             EngineError::Store(e) => e.kind(),
+            EngineError::Network(e) => e.kind(),
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::Invalid,
             EngineError::DataRoot { .. } | EngineError::Io { .. } => ErrorKind::Internal,

@@ -8,6 +8,7 @@ pub mod containers;
 mod error;
 mod images;
 mod mounts;
+mod networks;
 pub mod usage;
 mod userdb;
 mod volumes;
@@ -50,6 +51,7 @@ pub struct Engine {
     root: Arc<DataRoot>,
     images: ImageStore,
     volumes: strata_volume::VolumeService,
+    networks: strata_network::Networking,
 }
 
 impl Engine {
@@ -72,7 +74,9 @@ impl Engine {
         if crashed {
             volumes.sweep();
         }
-        Ok(Engine { root, images, volumes })
+        let run_dir = PathBuf::from("/run/strata").join(root_tag(root.path()));
+        let networks = strata_network::Networking::open(root.clone(), run_dir)?;
+        Ok(Engine { root, images, volumes, networks })
     }
 
     pub fn data_root(&self) -> &Path {
@@ -91,9 +95,18 @@ impl Engine {
         &self.volumes
     }
 
+    pub fn networks(&self) -> &strata_network::Networking {
+        &self.networks
+    }
+
     pub fn snapshotter(&self) -> &Snapshotter {
         self.images.snapshotter()
     }
+}
+
+/// A short hash naming a data root in runtime paths and supervisor socket names.
+fn root_tag(path: &Path) -> String {
+    strata_store::Digest::sha256_of(path.to_string_lossy().as_bytes()).hex()[..12].to_string()
 }
 
 /// The driver is fixed when a data root is created: layers written by one cannot be read

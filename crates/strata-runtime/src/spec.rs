@@ -72,6 +72,20 @@ pub struct ContainerSpec {
     pub cgroup_path: String,
     /// Run `strata` itself as a minimal init (docker's --init) in front of the process.
     pub init: Option<PathBuf>,
+    #[serde(default)]
+    pub network: NetworkNamespace,
+}
+
+/// Where a container's network namespace comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum NetworkNamespace {
+    /// A fresh one made by the runtime (loopback only, down).
+    #[default]
+    New,
+    /// One prepared by the caller (a namespace file: `/proc/PID/fd/N`, `/proc/PID/ns/net`).
+    Join(PathBuf),
+    /// The host's.
+    Host,
 }
 
 /// docker's default `--shm-size` (64 MiB), used when the spec says 0.
@@ -325,8 +339,8 @@ fn resources(spec: &ContainerSpec) -> Result<LinuxResources, RuntimeError> {
 }
 
 fn linux(spec: &ContainerSpec) -> Result<Linux, RuntimeError> {
-    // docker's namespaces; a fresh network namespace (loopback only until networking
-    // exists) and a private cgroup namespace.
+    // docker's namespaces and a private cgroup namespace; the network namespace is the
+    // one prepared for the container, or the host's.
     let namespaces = [
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Network,
@@ -336,21 +350,28 @@ fn linux(spec: &ContainerSpec) -> Result<Linux, RuntimeError> {
         LinuxNamespaceType::Cgroup,
     ]
     .into_iter()
+    .filter(|t| *t != LinuxNamespaceType::Network || spec.network != NetworkNamespace::Host)
     .map(|typ| {
         let mut ns = LinuxNamespace::default();
-        ns.set_typ(typ).set_path(None);
+        let path = match (&spec.network, typ) {
+            (NetworkNamespace::Join(p), LinuxNamespaceType::Network) => Some(p.clone()),
+            _ => None,
+        };
+        ns.set_typ(typ).set_path(path);
         ns
     })
     .collect();
 
     // docker's defaults for a container with its own network namespace
     // (daemon_unix.go): ping without CAP_NET_RAW, low ports without
-    // CAP_NET_BIND_SERVICE.
+    // CAP_NET_BIND_SERVICE. Never on the host's network: they would change the host.
+    let own_net = spec.network != NetworkNamespace::Host;
     let sysctl: HashMap<String, String> = [
         ("net.ipv4.ip_unprivileged_port_start", "0"),
         ("net.ipv4.ping_group_range", "0 2147483647"),
     ]
     .into_iter()
+    .filter(|_| own_net)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
 
@@ -511,6 +532,7 @@ mod tests {
             resources: Resources::default(),
             cgroup_path: "/strata/c1".into(),
             init: None,
+            network: Default::default(),
         }
     }
 

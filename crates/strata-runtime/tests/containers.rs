@@ -111,6 +111,7 @@ impl Fixture {
             resources: Resources { shm_size: 64 << 20, ..Default::default() },
             cgroup_path: self.cgroup(),
             init: None,
+            network: Default::default(),
         }
     }
 

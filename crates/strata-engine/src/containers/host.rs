@@ -116,7 +116,7 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
     if let Some((stream, a)) = first {
         sup.add_client(stream, Request::Attach { stdin: a.stdin, stdout: a.stdout, stderr: a.stderr });
     }
-    let mut host = EngineHost { engine, ns, c: c.clone(), dir, start_error: None };
+    let mut host = EngineHost { engine, ns, c: c.clone(), dir, start_error: None, sandbox: None };
     match sup.start(&mut host) {
         Ok(pid) => {
             let _ = writeln!(ready, "ok {pid}");
@@ -124,6 +124,9 @@ pub fn supervise(engine: &Engine, id: &str, attach: Option<AttachSpec>) -> i32 {
         Err(e) => {
             let (code, msg) = host.start_error.take().unwrap_or((125, e.to_string()));
             host.record_start_failure(code, &msg);
+            if let Some(sb) = host.sandbox.take() {
+                engine.teardown_sandbox(&c, sb);
+            }
             let _ = strata_snapshot::LinuxSyscall.unmount(&engine.container_dir(&c.id).join("rootfs"), true);
             if c.auto_remove() {
                 let _ = engine.destroy_container(&c, true);
@@ -141,6 +144,8 @@ struct EngineHost<'a> {
     c: Container,
     dir: PathBuf,
     start_error: Option<(i32, String)>,
+    /// Made at the first start, kept across restarts, taken down at the last stop.
+    sandbox: Option<super::network::Sandbox>,
 }
 
 impl EngineHost<'_> {
@@ -157,7 +162,17 @@ impl EngineHost<'_> {
 
 impl Host for EngineHost<'_> {
     fn prepare(&mut self, rootfs: &Path) -> std::result::Result<(), String> {
-        let spec = match build_spec(self.engine, &self.ns, &self.c, rootfs) {
+        if self.sandbox.is_none() {
+            match self.engine.setup_sandbox(&self.c, &self.ns) {
+                Ok(sb) => self.sandbox = Some(sb),
+                Err((code, msg)) => {
+                    self.start_error = Some((code, msg.clone()));
+                    return Err(msg);
+                }
+            }
+        }
+        let netns = self.sandbox.as_ref().map(|s| &s.netns);
+        let spec = match build_spec(self.engine, &self.ns, &self.c, rootfs, netns) {
             Ok(s) => s,
             Err((code, msg)) => {
                 self.start_error = Some((code, msg.clone()));
@@ -220,11 +235,20 @@ impl Host for EngineHost<'_> {
         // An exit is flushed to disk — unless the container is removed right after it.
         let db = self.engine.root.db();
         let _ = if self.c.auto_remove() { db.write(record) } else { db.write_durable(record) };
+        // Stopping for good: ports and addresses are free before anyone hears of the exit.
+        if !restart {
+            if let Some(sb) = self.sandbox.take() {
+                self.engine.teardown_sandbox(&self.c, sb);
+            }
+        }
         // docker's back-off: 100 ms doubling per consecutive restart, at most a minute.
         restart.then(|| Duration::from_millis((100u64 << count.clamp(0, 10) as u64).min(60_000)))
     }
 
     fn finished(&mut self) -> bool {
+        if let Some(sb) = self.sandbox.take() {
+            self.engine.teardown_sandbox(&self.c, sb);
+        }
         if self.c.auto_remove() {
             return self.engine.destroy_container(&self.c, true).is_ok();
         }
@@ -283,7 +307,7 @@ fn exec_spec(c: &Container, rootfs: &Path, p: &ExecProcess) -> std::result::Resu
 /// The runtime spec for one start: command resolved inside the container's root
 /// (docker's 127 for a missing command, 126 for one that cannot be run) and the user
 /// looked up in the container's own /etc/passwd and /etc/group.
-fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Path) -> std::result::Result<ContainerSpec, (i32, String)> {
+fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Path, netns: Option<&super::network::NetNs>) -> std::result::Result<ContainerSpec, (i32, String)> {
     let env: Vec<String> = c.config.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
     let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").to_string();
     let user = c.config.get("User").and_then(Value::as_str).unwrap_or("").to_string();
@@ -299,7 +323,14 @@ fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Pat
     let mut args = vec![c.path.clone()];
     args.extend(c.args.iter().cloned());
     let hc = c.host_config();
-    let dir = engine.container_dir(&c.id);
+    let mut dir = engine.container_dir(&c.id);
+    // Sharing another container's network means sharing its hosts, hostname and
+    // resolv.conf, as docker's.
+    if let Some(other) = hc.get("NetworkMode").and_then(Value::as_str).and_then(|m| m.strip_prefix("container:")) {
+        if let Ok(o) = engine.container(other) {
+            dir = engine.container_dir(&o.id);
+        }
+    }
     // User mounts: `-v` binds create a missing host directory at start (docker does;
     // `--mount` binds were checked at create). Sources are host paths chosen by root.
     // The network files are read-only with the rootfs, as docker's NetworkMounts.
@@ -447,6 +478,11 @@ fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Pat
             format!("/{}/{}", parent.trim_matches('/'), c.id)
         },
         init: if init { Some(init_binary().ok_or((125, "--init needs tini-static (apt-get install tini)".to_string()))?) } else { None },
+        network: match netns {
+            Some(super::network::NetNs::Path(p)) => strata_runtime::spec::NetworkNamespace::Join(p.into()),
+            Some(super::network::NetNs::Host) => strata_runtime::spec::NetworkNamespace::Host,
+            None => strata_runtime::spec::NetworkNamespace::New,
+        },
     })
 }
 

@@ -7,13 +7,13 @@ use super::{Container, CreateOptions, RestartPolicy, ZERO_TIME};
 use crate::Engine;
 
 /// docker's HostConfig for what strata implements, in docker's field order.
-pub(crate) fn host_config(o: &CreateOptions, restart: &RestartPolicy) -> Map<String, Value> {
+pub(crate) fn host_config(o: &CreateOptions, restart: &RestartPolicy, network_mode: &str) -> Map<String, Value> {
     let v = json!({
         "Binds": null,
         "ContainerIDFile": "",
         "LogConfig": { "Type": "json-file", "Config": {} },
-        "NetworkMode": "bridge",
-        "PortBindings": {},
+        "NetworkMode": network_mode,
+        "PortBindings": o.port_bindings,
         "RestartPolicy": { "Name": restart.name, "MaximumRetryCount": restart.max_retry },
         "AutoRemove": o.auto_remove,
         "VolumeDriver": "",
@@ -33,7 +33,7 @@ pub(crate) fn host_config(o: &CreateOptions, restart: &RestartPolicy) -> Map<Str
         "OomScoreAdj": 0,
         "PidMode": "",
         "Privileged": false,
-        "PublishAllPorts": false,
+        "PublishAllPorts": o.publish_all,
         "ReadonlyRootfs": o.read_only,
         "SecurityOpt": if o.no_new_privileges { json!(["no-new-privileges"]) } else { Value::Null },
         "UTSMode": "",
@@ -257,15 +257,7 @@ impl Engine {
         }
         m.insert("Mounts".into(), json!(mounts));
         m.insert("Config".into(), Value::Object(c.config.clone()));
-        m.insert(
-            "NetworkSettings".into(),
-            json!({
-                "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": false,
-                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-                "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
-                "IPv6Gateway": "", "MacAddress": "", "Networks": {}
-            }),
-        );
+        m.insert("NetworkSettings".into(), self.network_settings(c));
         Value::Object(m)
     }
 }

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod mountspec;
 pub mod names;
+pub mod network;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,6 @@ use rusqlite::{params, OptionalExtension, Row};
 use serde_json::{json, Map, Value};
 use strata_image::Reference;
 use strata_snapshot::SnapshotError;
-use strata_store::Digest;
 
 use crate::{Engine, EngineError, Result};
 
@@ -144,6 +144,18 @@ pub struct CreateOptions {
     pub restart: Option<String>,
     pub auto_remove: bool,
     pub read_only: bool,
+    /// `--network`: `bridge` (the default), `host`, `none`, `container:NAME` or the name
+    /// or id of a network.
+    pub network: Option<String>,
+    pub network_aliases: Vec<String>,
+    /// `--ip`: the address on the (user) network.
+    pub ipv4: Option<String>,
+    /// `-p`, parsed (`HostConfig.PortBindings`).
+    pub port_bindings: strata_network::ports::PortMap,
+    /// `--expose` as port keys (`80/tcp`).
+    pub expose: Vec<String>,
+    /// `-P`.
+    pub publish_all: bool,
 }
 
 /// A container as recorded.
@@ -331,7 +343,7 @@ impl Engine {
 
     /// A short hash naming this data root in supervisor socket names.
     pub(crate) fn root_tag(&self) -> String {
-        Digest::sha256_of(self.root.path().to_string_lossy().as_bytes()).hex()[..12].to_string()
+        crate::root_tag(self.root.path())
     }
 
     pub fn socket_of(&self, id: &str) -> String {
@@ -344,7 +356,7 @@ impl Engine {
         self.reconcile(c)
     }
 
-    fn find_container(&self, name: &str) -> Result<Option<Container>> {
+    pub(crate) fn find_container(&self, name: &str) -> Result<Option<Container>> {
         let n = name.strip_prefix('/').unwrap_or(name).to_string();
         if n.is_empty() {
             return Ok(None);
@@ -397,6 +409,7 @@ impl Engine {
         for v in &c.volume_mounts {
             let _ = self.volumes.unmount(&v.name);
         }
+        self.release_network(&c);
         let now = strata_store::now_rfc3339();
         self.root.db().write(|tx| {
             tx.execute(
@@ -425,6 +438,11 @@ impl Engine {
         if new == c.name {
             return Err(EngineError::Invalid("Renaming a container with the same name as its current name".into()));
         }
+        // Peers on user networks find the container under its new name.
+        self.networks.renaming(&c.id, self, || self.rename_record(c, new))?
+    }
+
+    fn rename_record(&self, c: &Container, new: &str) -> Result<()> {
         self.root.db().write(|tx| match tx.execute("UPDATE containers SET name=?2 WHERE id=?1", params![c.id, new]) {
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 let other: String = tx.query_row("SELECT id FROM containers WHERE name=?1", [new], |r| r.get(0))?;
@@ -470,6 +488,7 @@ impl Engine {
         let name = n.trim_start_matches('/').to_string();
         let restart = RestartPolicy::parse(o.restart.as_deref().unwrap_or("no"))?;
         let planned = plan_mounts(o)?;
+        let net = self.plan_network(o)?;
         if o.auto_remove && restart.name != "no" {
             return Err(EngineError::Invalid("conflicting options: cannot specify both --restart and --rm".into()));
         }
@@ -522,7 +541,7 @@ impl Engine {
             return Err(EngineError::Invalid("No command specified".into()));
         }
         let id = strata_store::random_hex(32);
-        let hostname = o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        let hostname = o.hostname.clone().or_else(|| net.hostname()).unwrap_or_else(|| id[..12].to_string());
         let mut env: Vec<String> = str_list(img_cfg.get("Env")).unwrap_or_default();
         for e in &o.env {
             let key = e.split('=').next().unwrap_or("");
@@ -543,8 +562,14 @@ impl Engine {
         config.insert("AttachStdin".into(), json!(o.attach_stdin));
         config.insert("AttachStdout".into(), json!(o.attach_stdout));
         config.insert("AttachStderr".into(), json!(o.attach_stderr));
-        if let Some(p) = img_cfg.get("ExposedPorts").filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) {
-            config.insert("ExposedPorts".into(), p.clone());
+        // The image's, `--expose`'s and every published port (docker merges them).
+        let mut exposed: Map<String, Value> = img_cfg.get("ExposedPorts").and_then(Value::as_object).cloned().unwrap_or_default();
+        for k in o.expose.iter().chain(o.port_bindings.keys()) {
+            exposed.insert(k.clone(), json!({}));
+        }
+        if !exposed.is_empty() {
+            exposed.sort_keys();
+            config.insert("ExposedPorts".into(), Value::Object(exposed));
         }
         config.insert("Tty".into(), json!(o.tty));
         config.insert("OpenStdin".into(), json!(o.open_stdin));
@@ -571,13 +596,13 @@ impl Engine {
         if let Some(t) = o.stop_timeout {
             config.insert("StopTimeout".into(), json!(t));
         }
-        let host_config = inspect::host_config(o, &restart);
+        let host_config = inspect::host_config(o, &restart, &net.mode);
         let created = strata_store::now_rfc3339();
 
         let dir = self.container_dir(&id);
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
         let res = (|| -> Result<()> {
-            self.write_init_files(&id, &hostname)?;
+            self.write_init_files(&id, &hostname, net.host_network())?;
             let top = img.top_layer.as_ref().map(|t| t.to_string());
             let snaps = self.snapshotter();
             let init_key = format!("{id}-init");
@@ -621,7 +646,8 @@ impl Engine {
         }
         let tmpfs: Vec<String> = o.tmpfs.iter().map(|(d, _)| d.clone()).collect();
         let attached = self
-            .attach_volumes(&id, &planned, vols.keys().cloned().collect(), &tmpfs, &o.volumes_from)
+            .attach_network(&id, &net, o)
+            .and_then(|_| self.attach_volumes(&id, &planned, vols.keys().cloned().collect(), &tmpfs, &o.volumes_from))
             .and_then(|_| self.seed_at_create(&id));
         if let Err(e) = attached {
             // Created volumes and references go with the half-made container.
@@ -633,14 +659,16 @@ impl Engine {
         self.find_container(&id)?.ok_or(EngineError::NoSuchContainer(id))
     }
 
-    fn write_init_files(&self, id: &str, hostname: &str) -> Result<()> {
+    fn write_init_files(&self, id: &str, hostname: &str, host_network: bool) -> Result<()> {
         let dir = self.container_dir(id);
         let w = |name: &str, data: &str| -> Result<()> {
             let p = dir.join(name);
             std::fs::write(&p, data).map_err(|e| EngineError::io("write", &p, e))
         };
         w("hostname", &format!("{hostname}\n"))?;
-        w("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")?;
+        // The host's own file on the host's network, as docker copies it.
+        let hosts = if host_network { std::fs::read_to_string("/etc/hosts").unwrap_or_default() } else { strata_network::hosts::BASE.to_string() };
+        w("hosts", &hosts)?;
         w("resolv.conf", &host::resolv_conf())?;
         let log = dir.join(format!("{id}-json.log"));
         std::fs::File::create(&log).map_err(|e| EngineError::io("create", &log, e))?;
@@ -877,6 +905,7 @@ impl Engine {
     /// Deletes layers, files and the row. The row goes last, so a crash leaves a
     /// container that `rm` can finish removing.
     pub(crate) fn destroy_container(&self, c: &Container, remove_anonymous: bool) -> Result<()> {
+        self.networks.store().forget_container(&c.id)?;
         for v in &c.volume_mounts {
             let _ = self.volumes.remove_ref(&v.name, &c.id);
             // docker removes anonymous volumes with `rm -v`/`--rm`, silently keeping any

@@ -105,6 +105,24 @@ pub struct CreateArgs {
     /// Override the key sequence for detaching a container
     #[arg(long)]
     pub detach_keys: Option<String>,
+    /// Connect a container to a network
+    #[arg(long = "network", visible_alias = "net")]
+    pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -199,6 +217,17 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
     if a.detach && !a.attach.is_empty() {
         return Err(CliError::usage("Conflicting options: -a and -d"));
     }
+    // docker 28's wording and form for port errors: `docker: ...`, a blank line, the hint.
+    let port_error = |m: String| CliError { message: m, from_engine: false, code: Some(125), prefix: Some("strata: ".into()) };
+    let mut port_bindings = strata_network::ports::parse_publish_all(&a.publish).map_err(port_error)?;
+    let mut expose = Vec::new();
+    for e in &a.expose {
+        expose.extend(strata_network::ports::parse_expose(e).map_err(port_error)?);
+    }
+    if a.network.as_deref() == Some("host") && !port_bindings.is_empty() {
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+        port_bindings.clear();
+    }
     Ok(CreateOptions {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -232,6 +261,12 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         restart: a.restart.clone(),
         auto_remove: a.rm,
         read_only: a.read_only,
+        network: a.network.clone(),
+        network_aliases: a.network_alias.clone(),
+        ipv4: a.ip.clone(),
+        port_bindings,
+        expose,
+        publish_all: a.publish_all,
     })
 }
 
@@ -255,8 +290,13 @@ fn flag_error(mut e: CliError) -> CliError {
     e
 }
 
+/// Flag errors keep their own form when they have one (docker 28's port errors).
+fn options_error(e: CliError) -> CliError {
+    if e.prefix.is_some() { e } else { flag_error(e) }
+}
+
 pub fn create(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
-    let o = create_options(&a).map_err(flag_error)?;
+    let o = create_options(&a).map_err(options_error)?;
     let c = engine.create_container(&o).map_err(|e| image_missing(&o, e)).map_err(run_error)?;
     println!("{}", c.id);
     Ok(0)
@@ -272,7 +312,7 @@ fn image_missing(o: &CreateOptions, e: EngineError) -> EngineError {
 }
 
 pub fn run(engine: &Engine, a: CreateArgs) -> Result<u8, CliError> {
-    let o = create_options(&a).map_err(flag_error)?;
+    let o = create_options(&a).map_err(options_error)?;
     let c = engine.create_container(&o).map_err(|e| image_missing(&o, e)).map_err(run_error)?;
     if a.detach {
         engine.start_container(&c, None).map_err(run_error)?;
@@ -1160,13 +1200,26 @@ pub struct PsArgs {
     pub format: Option<String>,
 }
 
+/// `publish=`/`expose=` values: `80`, `80/udp`, `8000-8080/tcp`.
+fn port_filter(v: &str) -> Option<(u16, u16, String)> {
+    let (ports, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let p = ports.parse().ok()?;
+            (p, p)
+        }
+    };
+    Some((lo, hi, proto.to_string()))
+}
+
 pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
     let mut all = engine.containers()?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let mut filters: Vec<(String, String)> = Vec::new();
     for f in &a.filters {
         let (k, v) = f.split_once('=').ok_or_else(|| CliError::usage("bad format of filter (expected name=value)"))?;
-        if !matches!(k, "status" | "name" | "id" | "label" | "ancestor" | "exited" | "before" | "since") {
+        if !matches!(k, "status" | "name" | "id" | "label" | "ancestor" | "exited" | "before" | "since" | "network" | "publish" | "expose") {
             return Err(CliError { message: format!("invalid filter '{k}'"), ..CliError::usage("") }.engine());
         }
         if k == "status" && !matches!(v, "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
@@ -1208,6 +1261,16 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
             "ancestor" => ancestors.iter().any(|(name, ids)| ids.contains(&c.image_id) || c.image_name() == name),
             "before" => engine.container(v).map(|o| c.created < o.created).unwrap_or(false),
             "since" => engine.container(v).map(|o| c.created > o.created).unwrap_or(false),
+            "network" => {
+                let nets = engine.container_network_names(c);
+                nets.iter().any(|n| n == v) || engine.networks().store().get(v).is_ok_and(|n| nets.contains(&n.name))
+            }
+            "publish" => port_filter(v).is_some_and(|(lo, hi, proto)| engine.api_ports(c).iter().any(|p| p.public_port != 0 && p.proto == proto && (lo..=hi).contains(&p.private_port))),
+            "expose" => port_filter(v).is_some_and(|(lo, hi, proto)| {
+                c.config.get("ExposedPorts").and_then(Value::as_object).is_some_and(|m| {
+                    m.keys().filter_map(|k| strata_network::ports::parse_port_key(k)).any(|(p, pr)| pr.as_str() == proto && (lo..=hi).contains(&p))
+                })
+            }),
             _ => true,
         });
         if !ok {
@@ -1240,8 +1303,8 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<u8, CliError> {
             "LocalVolumes": "0",
             "Mounts": "",
             "Names": c.name,
-            "Networks": "bridge",
-            "Ports": "",
+            "Networks": engine.container_network_names(c).join(","),
+            "Ports": format::ports::display_ports(&engine.api_ports(c)),
             "RunningFor": units::ago(created, now),
             "Size": size,
             "State": state,

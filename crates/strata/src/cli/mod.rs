@@ -3,6 +3,7 @@
 mod container;
 mod error;
 mod image;
+mod network;
 mod system;
 mod volume;
 
@@ -109,6 +110,11 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
 }
 
 #[derive(Subcommand)]
@@ -161,6 +167,7 @@ pub enum ContainerCommand {
     Unpause(container::PauseArgs),
     Inspect(image::InspectArgs),
     Prune(container::ContainerPruneArgs),
+    Port(network::PortArgs),
 }
 
 pub fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
@@ -229,6 +236,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::System(c) => system::run(e, c),
         Command::Volume(c) => volume::run(e, c),
+        Command::Network(c) => network::run(e, c),
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => network::port(e, a),
     }
 }
 

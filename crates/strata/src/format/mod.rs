@@ -21,6 +21,7 @@
 
 pub mod gofmt;
 pub mod parse;
+pub mod ports;
 pub mod table;
 pub mod tabwriter;
 pub mod template;

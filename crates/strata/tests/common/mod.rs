@@ -47,6 +47,11 @@ impl Strata {
         stdout(&out)
     }
 
+    /// `/run/strata/<root-tag>`: the root's runtime state.
+    pub fn run_dir(&self) -> PathBuf {
+        Path::new("/run/strata").join(&sha256_hex(self.root.to_string_lossy().as_bytes())[..12])
+    }
+
     pub fn import_busybox(&self, tag: &str) -> String {
         self.ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), tag]).trim().to_string()
     }
@@ -77,8 +82,16 @@ impl Drop for Strata {
                 let _ = self.cmd(&refs).stdin(Stdio::null()).output();
             }
         }
+        // The root's runtime directory: supervisor state, and the bridge namespace, which
+        // stays pinned while the machine is up (as docker0 does): a test's root takes it
+        // along.
+        let run = self.run_dir();
+        if run.join("netns").exists() {
+            let _ = Command::new("umount").arg("-l").arg(run.join("netns")).status();
+        }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(self.root.to_str().unwrap())).collect();
+        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(self.root.to_str().unwrap()) || l.contains(run.to_str().unwrap())).collect();
+        let _ = std::fs::remove_dir_all(&run);
         let _ = std::fs::remove_dir_all(&self.root);
         if !std::thread::panicking() {
             assert!(leaked.is_empty(), "mounts left behind: {leaked:?}");
