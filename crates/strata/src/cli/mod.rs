@@ -3,6 +3,7 @@
 mod container;
 mod error;
 mod image;
+mod registry;
 mod system;
 mod volume;
 
@@ -109,6 +110,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Run a registry (OCI distribution) server, and collect its garbage
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 #[derive(Subcommand)]
@@ -181,6 +185,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             }
         }
     }
+    if let Command::Registry(c) = cli.command {
+        return registry::run(c);
+    }
     let engine = open_engine(&cli)?;
     let e = &engine;
     match cli.command {
@@ -229,6 +236,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::System(c) => system::run(e, c),
         Command::Volume(c) => volume::run(e, c),
+        Command::Registry(_) => unreachable!("dispatched before the engine opens"),
     }
 }
 
