@@ -130,7 +130,7 @@ impl Server {
 
     /// Builds a multi-threaded runtime and serves until SIGINT or SIGTERM.
     pub fn run_blocking(self) -> Result<(), ServerError> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServerError::Runtime)?;
+        let rt = runtime(None).map_err(ServerError::Runtime)?;
         rt.block_on(self.run(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
             tokio::select! {
@@ -141,6 +141,22 @@ impl Server {
         rt.shutdown_timeout(Duration::from_secs(1));
         Ok(())
     }
+}
+
+/// Threads for blocking work (fsyncs, blob reads, bcrypt). Bounded: thousands of
+/// concurrent uploads would otherwise start hundreds of threads, each with its own
+/// malloc arena, for work the disk serialises anyway (distribution's driver caps its
+/// concurrency at 100 for the same reason).
+pub const BLOCKING_THREADS: usize = 64;
+
+/// The server's runtime: one worker per core (or `workers`), a bounded blocking pool.
+pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().max_blocking_threads(BLOCKING_THREADS).thread_name("strata-registry");
+    if let Some(w) = workers {
+        b.worker_threads(w);
+    }
+    b.build()
 }
 
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
