@@ -181,3 +181,92 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
     let mut c = Conn::open(addr).await.expect("connect");
     c.request(method, path, headers, body).await.expect("request")
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether a command is on PATH.
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The status of `GET path`, over a blocking connection; `None` if nothing answers.
+pub fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until something answers `/v2/` on `addr`.
+pub fn wait_ready(addr: SocketAddr) -> bool {
+    for _ in 0..100 {
+        if probe(addr, "/v2/").is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Debian's `docker-registry` (distribution 2.8) serving `root` on a free port; killed
+/// when dropped. `None` when the binary is not installed.
+pub struct Reference {
+    pub addr: SocketAddr,
+    config: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Reference {
+    pub fn start(root: &std::path::Path) -> Option<Reference> {
+        if !have("docker-registry") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let r = Reference { addr, config, child, _dir: dir };
+        assert!(wait_ready(addr), "docker-registry did not start on {addr}");
+        Some(r)
+    }
+
+    /// `docker-registry garbage-collect --dry-run` on the same root: its last line.
+    pub fn gc_dry_run(&self) -> String {
+        let out = std::process::Command::new("docker-registry").args(["garbage-collect", "--dry-run"]).arg(&self.config).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "garbage-collect failed: {text}");
+        text.lines().rfind(|l| l.contains("eligible")).unwrap_or(&text).to_string()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
