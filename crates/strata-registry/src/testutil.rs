@@ -178,8 +178,11 @@ fn bad(l: &str) -> std::io::Error {
 
 /// One request on a fresh connection.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut c = Conn::open(addr).await.expect("connect");
-    c.request(method, path, headers, body).await.expect("request")
+    try_request(addr, method, path, headers, body).await.expect("request")
+}
+
+pub async fn try_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
+    Conn::open(addr).await?.request(method, path, headers, body).await
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the caller).
@@ -255,12 +258,12 @@ impl Reference {
         Some(r)
     }
 
-    /// `docker-registry garbage-collect --dry-run` on the same root: its last line.
+    /// `docker-registry garbage-collect --dry-run` on the same root: its output.
     pub fn gc_dry_run(&self) -> String {
         let out = std::process::Command::new("docker-registry").args(["garbage-collect", "--dry-run"]).arg(&self.config).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "garbage-collect failed: {text}");
-        text.lines().rfind(|l| l.contains("eligible")).unwrap_or(&text).to_string()
+        text
     }
 }
 
@@ -269,4 +272,40 @@ impl Drop for Reference {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+thread_local! {
+    static RT: tokio::runtime::Runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a test runtime");
+}
+
+/// Runs a future to completion for callers without a runtime (the CLI's tests).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    RT.with(|rt| rt.block_on(f))
+}
+
+/// `request` for callers without a runtime.
+pub fn blocking_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    block_on(request(addr, method, path, headers, body))
+}
+
+/// `try_request` for callers without a runtime.
+pub fn try_blocking_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
+    block_on(try_request(addr, method, path, headers, body))
+}
+
+/// Sends a request head promising `promised` body bytes and only `part` of them; the
+/// connection is returned open (the caller kills the server or drops it).
+pub fn start_partial(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], promised: u64, part: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut h = format!("{method} {path} HTTP/1.1\r\nHost: registry\r\nContent-Length: {promised}\r\n");
+    for (k, v) in headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str("\r\n");
+    s.write_all(h.as_bytes()).unwrap();
+    s.write_all(part).unwrap();
+    s.flush().unwrap();
+    s
 }
