@@ -5,6 +5,7 @@
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -29,9 +30,39 @@ impl RespBody {
         }
     }
 
-    /// Streams `len` bytes of `file` from `offset`. The reader runs on the blocking pool
-    /// and stops as soon as the client goes away (the channel closes).
+    /// Streams `len` bytes of `file` from `offset`, zero-copy: the file is mapped and
+    /// hyper writes slices of the mapping. A blocking thread faults each 1 MiB chunk in
+    /// (`MADV_POPULATE_READ`) before handing it over, so a cold read waits on the blocking
+    /// pool, not in an async worker's `write`; it stops when the client goes away.
+    ///
+    /// Blob files are immutable once renamed into place and removed only by unlink
+    /// (which keeps a mapping valid); truncating one under a running server would fault
+    /// it (SIGBUS), as it would any program mapping the file. The fallback when the file
+    /// cannot be mapped is reading into buffers.
     pub fn file(file: std::fs::File, offset: u64, len: u64) -> RespBody {
+        // SAFETY: see above — the mapped file is never written or truncated by strata.
+        let map = match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(m) if m.len() as u64 >= offset + len => Arc::new(m),
+            _ => return RespBody::read(file, offset, len),
+        };
+        let all = Bytes::from_owner(Shared(map.clone()));
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let (mut pos, end) = (offset as usize, (offset + len) as usize);
+            while pos < end {
+                let n = (end - pos).min(CHUNK);
+                let _ = map.advise_range(memmap2::Advice::PopulateRead, pos, n);
+                if tx.blocking_send(Ok(all.slice(pos..pos + n))).is_err() {
+                    return;
+                }
+                pos += n;
+            }
+        });
+        RespBody::Stream { rx, remaining: len }
+    }
+
+    /// Streams by reading into buffers on a blocking thread.
+    fn read(file: std::fs::File, offset: u64, len: u64) -> RespBody {
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let mut pos = offset;
@@ -49,6 +80,15 @@ impl RespBody {
             }
         });
         RespBody::Stream { rx, remaining: len }
+    }
+}
+
+/// A shared mapping as the owner of `Bytes` slices.
+struct Shared(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

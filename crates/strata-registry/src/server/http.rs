@@ -30,6 +30,7 @@ use crate::name::{ManifestRef, RefError, RepoName};
 /// batch, and a bound on what each upload holds in memory.
 const WRITE_BATCH: usize = 256 << 10;
 const CATALOG_DEFAULT: usize = 100;
+const MAX_SESSIONS: usize = 10_000;
 const CATALOG_MAX: usize = 1000;
 
 /// A session's running hash: the digest of the data file's first `.0` bytes, so far.
@@ -498,6 +499,11 @@ impl App {
 
     fn session(&self, id: &str) -> Arc<tokio::sync::Mutex<Running>> {
         let mut s = self.sessions.lock().unwrap();
+        // Sessions a client abandoned keep an entry; past a bound, drop those no request
+        // holds (their next request re-hashes at commit, nothing else is lost).
+        if s.len() >= MAX_SESSIONS {
+            s.retain(|_, v| Arc::strong_count(v) > 1);
+        }
         s.entry(id.to_string()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
     }
 
@@ -598,8 +604,12 @@ impl App {
         let range = Self::chunk_range(&req)?;
         let lock = self.session(&id);
         let mut running = lock.lock().await;
-        let size = self.append(&name, &id, &mut running, range, req.into_body()).await?;
-        Ok(Self::upload_accepted(&name, &id, size, StatusCode::ACCEPTED))
+        let r = self.append(&name, &id, &mut running, range, req.into_body()).await;
+        drop(running);
+        if r.as_ref().is_err_and(|e| e.code == Code::BlobUploadUnknown) {
+            self.forget(&id);
+        }
+        Ok(Self::upload_accepted(&name, &id, r?, StatusCode::ACCEPTED))
     }
 
     async fn put_upload(&self, req: Request<Incoming>, name: RepoName, id: String) -> Res {
@@ -611,7 +621,13 @@ impl App {
         let range = Self::chunk_range(&req)?;
         let lock = self.session(&id);
         let mut running = lock.lock().await;
-        self.append(&name, &id, &mut running, range, req.into_body()).await?;
+        if let Err(e) = self.append(&name, &id, &mut running, range, req.into_body()).await {
+            drop(running);
+            if e.code == Code::BlobUploadUnknown {
+                self.forget(&id);
+            }
+            return Err(e);
+        }
         let r = self.commit(&name, &id, &d, running.take()).await;
         drop(running);
         self.forget(&id);
@@ -645,11 +661,15 @@ impl App {
             _ if start == 0 => Some((0, Hasher::new(Algorithm::Sha256))),
             _ => None,
         };
+        // Writes are pipelined: one batch is written and hashed on the blocking pool
+        // while the next is read from the socket.
         let mut file = Some(file);
+        let mut inflight: Option<tokio::task::JoinHandle<std::io::Result<(File, Running, u64)>>> = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut pending = 0usize;
         let mut written = start;
         let mut failure: Option<ApiError> = None;
+        let data_path = self.layout.upload_dir(name, id).join("data");
         loop {
             let frame = body.frame().await;
             let done = match frame {
@@ -667,10 +687,23 @@ impl App {
                 }
             };
             if (pending >= WRITE_BATCH || done) && !batch.is_empty() && failure.is_none() {
-                let mut f = file.take().expect("file is put back after each batch");
+                if let Some(h) = inflight.take() {
+                    match settle(h, &data_path).await {
+                        Ok((f, h, n)) => {
+                            file = Some(f);
+                            hash = h;
+                            written += n;
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let mut f = file.take().expect("the file is back once no write is in flight");
                 let bufs = std::mem::take(&mut batch);
                 let mut h = hash.take();
-                let r = tokio::task::spawn_blocking(move || {
+                inflight = Some(tokio::task::spawn_blocking(move || {
                     let mut n = 0u64;
                     for b in &bufs {
                         f.write_all(b)?;
@@ -680,28 +713,22 @@ impl App {
                         }
                         n += b.len() as u64;
                     }
-                    Ok::<_, std::io::Error>((f, h, n))
-                })
-                .await;
-                match r {
-                    Ok(Ok((f, h, n))) => {
-                        file = Some(f);
-                        hash = h;
-                        written += n;
-                    }
-                    Ok(Err(e)) => {
-                        failure = Some(LayoutError::Io { op: "write", path: self.layout.upload_dir(name, id).join("data"), source: e }.into());
-                        break;
-                    }
-                    Err(e) => {
-                        failure = Some(ApiError::new(Code::Unknown, Value::Null).with_message(format!("worker failed: {e}")));
-                        break;
-                    }
-                }
+                    Ok((f, h, n))
+                }));
                 pending = 0;
             }
             if done {
                 break;
+            }
+        }
+        if let Some(h) = inflight.take() {
+            match settle(h, &data_path).await {
+                Ok((f, h, n)) => {
+                    file = Some(f);
+                    hash = h;
+                    written += n;
+                }
+                Err(e) => failure = failure.or(Some(e)),
             }
         }
         if let (None, Some((a, b))) = (&failure, range) {
@@ -714,14 +741,22 @@ impl App {
             if let Some(f) = file {
                 let _ = tokio::task::spawn_blocking(move || f.set_len(start)).await;
             } else {
-                let p = self.layout.upload_dir(name, id).join("data");
-                let _ = tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(p).and_then(|f| f.set_len(start))).await;
+                let _ = tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(data_path).and_then(|f| f.set_len(start))).await;
             }
             *running = before;
             return Err(e);
         }
         *running = hash;
         Ok(written)
+    }
+}
+
+/// Waits for a batch write; its file, running hash and byte count come back.
+async fn settle(h: tokio::task::JoinHandle<std::io::Result<(File, Running, u64)>>, path: &std::path::Path) -> Result<(File, Running, u64), ApiError> {
+    match h.await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(LayoutError::Io { op: "write", path: path.to_path_buf(), source: e }.into()),
+        Err(e) => Err(ApiError::new(Code::Unknown, Value::Null).with_message(format!("worker failed: {e}"))),
     }
 }
 
