@@ -55,7 +55,7 @@ for r in $(seq "$ROUNDS"); do
     R[$s-head]+="$($LG "$a" rate /v2/bench/app/blobs/${D[$s]} HEAD 32 10) "
   done
 done
-loaded=$(rss $SP VmHWM)
+loaded=$(rss $SP VmHWM); anon=$(rss $SP RssAnon); file=$(rss $SP RssFile)
 med() { printf '%s\n' $@ | sort -n | sed -n "$(( ($(printf '%s\n' $@ | wc -l) + 1) / 2 ))p"; }
 printf '%-34s %12s %12s %8s\n' "operation (median of $ROUNDS)" strata reference ratio
 row() {
@@ -67,4 +67,4 @@ row chunk "push 256 MiB, 8 x 32 MiB chunks" MB/s
 row pull  "pull 256 MiB blob (1 MiB reads)" MB/s
 row mget  "manifest GET, 32 conns" req/s
 row head  "blob HEAD, 32 conns" req/s
-echo "strata registry serve RSS: idle ${idle} KiB, peak under load ${loaded} KiB"
+echo "strata registry serve RSS: idle ${idle} KiB; peak under load ${loaded} KiB (after it: ${anon} KiB anonymous, ${file} KiB mapped blob pages of the page cache)"
