@@ -165,7 +165,7 @@ async fn push_streamed_status_and_cancel() {
     // An id that is not a UUID never becomes a path.
     let t = r.get("/v2/stream/blobs/uploads/..%2f..%2fetc").await;
     assert_eq!(t.status, 404);
-    let missing = r.req("PUT", &format!("{loc}"), &[], b"").await;
+    let missing = r.req("PUT", &loc, &[], b"").await;
     assert_eq!(missing.status, 400, "PUT without digest");
 }
 

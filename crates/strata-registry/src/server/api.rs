@@ -97,26 +97,36 @@ impl Code {
     }
 }
 
-/// An error answer: a code, a detail, and headers some codes carry.
+/// An error answer (boxed: it travels in every handler's `Result`, and is rare).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorAnswer>);
+
+#[derive(Debug)]
+pub struct ErrorAnswer {
     pub code: Code,
     pub message: String,
     pub detail: Value,
-    /// `Range` for RANGE_INVALID (where the session is), `Content-Range` for a 416 GET.
+    /// `Range` for RANGE_INVALID (where the session is).
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorAnswer;
+    fn deref(&self) -> &ErrorAnswer {
+        &self.0
+    }
 }
 
 impl ApiError {
     pub fn new(code: Code, detail: impl Into<Value>) -> ApiError {
-        ApiError { code, message: code.message().to_string(), detail: detail.into(), headers: Vec::new() }
+        ApiError(Box::new(ErrorAnswer { code, message: code.message().to_string(), detail: detail.into(), headers: Vec::new() }))
     }
     pub fn with_message(mut self, m: impl Into<String>) -> ApiError {
-        self.message = m.into();
+        self.0.message = m.into();
         self
     }
     pub fn header(mut self, k: &'static str, v: String) -> ApiError {
-        self.headers.push((k, v));
+        self.0.headers.push((k, v));
         self
     }
     pub fn body(&self) -> Vec<u8> {

@@ -249,7 +249,7 @@ pub fn collect(l: &Layout, opts: &GcOptions) -> Result<GcReport> {
         // Upload sessions idle for min_age.
         for id in read_dir_names(&l.uploads_dir(repo))? {
             let dir = l.upload_dir(repo, &id);
-            let started = std::fs::read_to_string(dir.join("startedat")).ok().and_then(|s| parse_rfc3339(s.trim()));
+            let started = std::fs::read_to_string(dir.join("startedat")).ok().and_then(|s| strata_store::parse_rfc3339(s.trim()));
             let last = [started, mtime(&dir), mtime(&dir.join("data"))].into_iter().flatten().max();
             if last.is_some_and(|t| t >= cutoff) {
                 continue;
@@ -277,45 +277,4 @@ fn layer_links(l: &Layout, repo: &RepoName) -> Result<Vec<(Digest, PathBuf)>> {
         }
     }
     Ok(out)
-}
-
-/// `2026-11-23T14:23:30Z` (distribution's `startedat`; fractions and offsets tolerated).
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant).
-    let (y2, m2) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86400 + h * 3600 + mi * 60 + se - offset)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(super::parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
-        assert_eq!(super::parse_rfc3339("2023-11-14T22:13:20.5+01:00"), Some(1_700_000_000 - 3600));
-        assert_eq!(super::parse_rfc3339("garbage"), None);
-    }
 }
