@@ -190,6 +190,7 @@ async fn two_thousand_concurrent_uploads() {
     }
     assert!(fds <= fds_before + 16, "descriptors leaked: {fds_before} before, {fds} after");
     let grown = rss_kib().saturating_sub(rss_before);
+    eprintln!("{N} concurrent uploads: descriptors {fds_before} -> {fds}, RSS grew {grown} KiB (client and server)");
     assert!(grown < 768 * 1024, "memory grew by {grown} KiB for {N} uploads");
     assert_eq!(r.get("/v2/").await.status, 200, "still serving");
 }

@@ -216,3 +216,32 @@ fn gc_and_read_only_from_the_command_line() {
     let bad = strata(&["registry", "serve", "--tls-cert", "/nonexistent"]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn serve_reads_a_distribution_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}/data\n  maintenance:\n    readonly:\n      enabled: true\nhttp:\n  addr: {addr}\n", dir.path().display()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["registry", "serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let s = Serve { child, addr: addr.parse().unwrap() };
+    assert_eq!(line, format!("strata registry listening on http://{addr} (root {}/data)\n", dir.path().display()));
+    assert!(dir.path().join("data/docker/registry/v2").is_dir());
+    assert_eq!(req(s.addr, "POST", "/v2/x/blobs/uploads/", &[], b"").status, 405, "read-only from the file");
+    drop(s);
+    std::fs::write(&cfg, "auth:\n  token:\n    realm: x\n").unwrap();
+    let bad = strata(&["registry", "serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("only htpasswd auth is supported"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

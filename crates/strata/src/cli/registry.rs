@@ -85,10 +85,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     num.parse::<u64>().map(|n| Duration::from_secs(n * mul)).map_err(|_| format!("invalid duration {s:?}"))
 }
 
+/// There is no daemon here: errors print as they are, without docker's
+/// "Error response from daemon" prefix.
+fn plain(e: impl std::fmt::Display) -> CliError {
+    CliError::usage(format!("strata registry: {e}"))
+}
+
 fn config(loc: &Location) -> Result<Config, CliError> {
     let mut c = Config::default();
     if let Some(f) = &loc.config {
-        c = c.load_file(f)?;
+        c = c.load_file(f).map_err(plain)?;
     }
     if let Some(r) = &loc.root {
         c.root = r.clone();
@@ -115,17 +121,17 @@ pub fn run(c: RegistryCommand) -> Result<u8, CliError> {
             }
             cfg.read_only |= a.read_only;
             let root = cfg.root.clone();
-            let server = Server::bind(cfg)?;
+            let server = Server::bind(cfg).map_err(plain)?;
             let scheme = if server.is_tls() { "https" } else { "http" };
             println!("strata registry listening on {scheme}://{} (root {})", server.local_addr(), root.display());
-            server.run_blocking()?;
+            server.run_blocking().map_err(plain)?;
             Ok(0)
         }
         RegistryCommand::Gc(a) => {
             let cfg = config(&a.loc)?;
-            let layout = Layout::open(&cfg.root)?;
+            let layout = Layout::open(&cfg.root).map_err(plain)?;
             let opts = GcOptions { dry_run: a.dry_run, delete_untagged: a.delete_untagged, min_age: a.min_age };
-            let r = gc::collect(&layout, &opts)?;
+            let r = gc::collect(&layout, &opts).map_err(plain)?;
             let verb = if a.dry_run { "eligible for deletion" } else { "deleted" };
             for (repo, d) in &r.manifests {
                 println!("{repo}: manifest {d} {verb}");
