@@ -30,7 +30,15 @@ impl Algorithm {
             Algorithm::Sha512 => "sha512",
         }
     }
-    fn hex_len(self) -> usize {
+    /// The algorithm a digest string names (`sha256`, `sha512`).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+    pub fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
             Algorithm::Sha512 => 128,
@@ -48,6 +56,12 @@ pub struct Digest {
 impl Digest {
     pub fn sha256_of(data: &[u8]) -> Digest {
         Digest { algo: Algorithm::Sha256, hex: hex::encode(sha2::Sha256::digest(data)) }
+    }
+    /// The digest of `data` under `algo`.
+    pub fn of(algo: Algorithm, data: &[u8]) -> Digest {
+        let mut h = Hasher::new(algo);
+        h.update(data);
+        h.finish()
     }
     pub fn from_sha256_hex(hex: &str) -> Result<Digest, DigestError> {
         format!("sha256:{hex}").parse()
@@ -75,11 +89,7 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || DigestError(s.to_string());
         let (algo, hex) = s.split_once(':').ok_or_else(bad)?;
-        let algo = match algo {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            _ => return Err(bad()),
-        };
+        let algo = Algorithm::from_name(algo).ok_or_else(bad)?;
         if hex.len() != algo.hex_len() || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(bad());
         }
@@ -100,7 +110,9 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// A streaming hasher for either algorithm.
+/// A streaming hasher for either algorithm. Cloning snapshots its state (a registry
+/// keeps one per upload session between requests).
+#[derive(Clone)]
 pub enum Hasher {
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
@@ -111,6 +123,12 @@ impl Hasher {
         match algo {
             Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
         }
     }
     pub fn update(&mut self, data: &[u8]) {
@@ -164,6 +182,9 @@ mod tests {
         let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
         assert_eq!(d, Digest::sha256_of(b""));
         assert_eq!(d.short(), "e3b0c44298fc");
+        let e = Digest::of(Algorithm::Sha512, b"");
+        assert_eq!(e.to_string().len(), 7 + 128);
+        assert_eq!(e.to_string().parse::<Digest>().unwrap(), e);
         for bad in ["sha256:abc", "md5:e3b0", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sha256:../../../../etc/passwd0000000000000000000000000000000000000000"] {
             assert!(bad.parse::<Digest>().is_err(), "{bad} accepted");
         }

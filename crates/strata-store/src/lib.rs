@@ -60,6 +60,44 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     s
 }
 
+/// Unix seconds of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, `…+02:00`).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &r[n..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            let v = rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60;
+            if rest.starts_with('-') { -v } else { v }
+        }
+        _ => return None,
+    };
+    // Days from civil (proleptic Gregorian).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
 // Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -80,5 +118,7 @@ mod tests {
     fn rfc3339() {
         assert_eq!(super::format_rfc3339(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(super::format_rfc3339(1_700_000_000, 120_000_000), "2023-11-14T22:13:20.12Z");
+        assert_eq!(super::parse_rfc3339("2023-11-14T22:13:20.12Z"), Some(1_700_000_000));
+        assert_eq!(super::parse_rfc3339("2023-11-14T23:13:20+01:00"), Some(1_700_000_000));
     }
 }

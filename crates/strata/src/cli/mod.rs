@@ -4,6 +4,7 @@ mod container;
 mod error;
 mod image;
 mod network;
+mod registry;
 mod system;
 mod volume;
 
@@ -115,6 +116,9 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// List port mappings or a specific mapping for the container
     Port(network::PortArgs),
+    /// Run a registry (OCI distribution) server, and collect its garbage
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 #[derive(Subcommand)]
@@ -188,6 +192,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             }
         }
     }
+    if let Command::Registry(c) = cli.command {
+        return registry::run(c);
+    }
     let engine = open_engine(&cli)?;
     let e = &engine;
     match cli.command {
@@ -238,6 +245,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Volume(c) => volume::run(e, c),
         Command::Network(c) => network::run(e, c),
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => network::port(e, a),
+        Command::Registry(_) => unreachable!("dispatched before the engine opens"),
     }
 }
 
