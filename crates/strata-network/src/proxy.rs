@@ -144,10 +144,12 @@ mod tcp {
         shut: bool,
     }
 
+    /// While the outgoing connection is being made, splicing into it says EAGAIN and
+    /// its completion (EPOLLOUT) pumps again; a failed connect errors the first
+    /// splice, which ends the pair.
     struct Pair {
         client: OwnedFd,
         server: OwnedFd,
-        connected: bool,
         /// client → server, server → client.
         dirs: [Dir; 2],
     }
@@ -181,9 +183,8 @@ mod tcp {
                     None => false,
                 };
                 if done {
+                    // Closing the sockets takes them out of the epoll set.
                     if let Some(p) = pairs[i].take() {
-                        let _ = epoll::delete(&ep, &p.client);
-                        let _ = epoll::delete(&ep, &p.server);
                         // Drained pipes are reused; a pipe with bytes left goes.
                         for d in p.dirs {
                             if d.pending == 0 && pipes.len() < 64 {
@@ -226,7 +227,7 @@ mod tcp {
             }
             let (Ok(a), Ok(b)) = (new_pipe(pool), new_pipe(pool)) else { continue };
             let dir = |pipe| Dir { pipe, pending: 0, eof: false, shut: false };
-            let pair = Pair { client, server, connected: false, dirs: [dir(a), dir(b)] };
+            let pair = Pair { client, server, dirs: [dir(a), dir(b)] };
             let i = match free.pop() {
                 Some(i) => i,
                 None => {
@@ -248,17 +249,6 @@ mod tcp {
 
     /// Moves what can be moved now. Returns whether the pair is finished.
     fn pump(p: &mut Pair) -> bool {
-        if !p.connected {
-            match sockopt::socket_error(&p.server) {
-                Ok(Ok(())) => {}
-                _ => return true,
-            }
-            // Still connecting: no peer address yet.
-            if rustix::net::getpeername(&p.server).is_err() {
-                return false;
-            }
-            p.connected = true;
-        }
         let (c, s) = (&p.client, &p.server);
         let [up, down] = &mut p.dirs;
         if move_dir(c, s, up).is_err() || move_dir(s, c, down).is_err() {
