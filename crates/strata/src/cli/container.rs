@@ -232,6 +232,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         restart: a.restart.clone(),
         auto_remove: a.rm,
         read_only: a.read_only,
+        lease: None,
     })
 }
 
