@@ -273,3 +273,24 @@ fn a_killed_build_leaves_no_container_running_and_no_mount() {
         let _ = Command::new("true").status();
     }
 }
+
+#[test]
+fn rmi_takes_the_intermediate_images_along() {
+    let s = Strata::new();
+    s.import_busybox("busybox:latest");
+    let c = ctx();
+    write(c.path(), "f", "x\n");
+    write(c.path(), "Dockerfile", "FROM busybox\nENV A=1\nCOPY f /f\nRUN cat /f\n");
+    build_ok(&s, c.path(), &["-t", "stacked"]);
+    assert_eq!(s.ok(&["images", "-aq"]).lines().count(), 4);
+    assert_eq!(s.ok(&["images", "-q"]).lines().count(), 2, "intermediate images are hidden");
+    let out = s.ok(&["rmi", "--no-prune", "stacked"]);
+    assert_eq!(out.matches("Deleted: sha256:").count() >= 1, true);
+    assert_eq!(s.ok(&["images", "-aq"]).lines().count(), 3, "--no-prune keeps the parents: {out}");
+    s.ok(&["image", "prune", "-f"]);
+    build_ok(&s, c.path(), &["-t", "stacked", "--no-cache"]);
+    let out = s.ok(&["rmi", "stacked"]);
+    assert!(out.starts_with("Untagged: stacked:latest\nDeleted: sha256:"), "{out}");
+    assert_eq!(s.ok(&["images", "-aq"]).lines().count(), 1, "only busybox is left: {out}");
+    assert!(!s.entries("snapshots").is_empty());
+}
