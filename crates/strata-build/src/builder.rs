@@ -761,18 +761,23 @@ impl Run<'_, '_> {
                 }
             }
             mounts.retain(|(k, _)| !k.is_empty());
+            let t0 = std::time::Instant::now();
             let r = self.engine.with_snapshots_mounted(&mounts, || {
                 let root = copy::open_root(&target)?;
                 f(root.as_fd(), &extra_dirs)
             });
             let _ = strata_store::fsutil::remove_all(&dir);
+            timing("fill snapshot", t0);
             r.map_err(BuildError::Build)
         })();
         if let Err(e) = res {
             let _ = self.engine.snapshotter().remove(&key);
             return Err(e);
         }
-        Ok(self.engine.images().commit_snapshot(self.lease, &key, st.top.as_ref())?)
+        let t0 = std::time::Instant::now();
+        let layer = self.engine.images().commit_snapshot(self.lease, &key, st.top.as_ref())?;
+        timing("seal layer", t0);
+        Ok(layer)
     }
 
     fn empty_dir(&mut self) -> Result<PathBuf, BuildError> {
@@ -838,6 +843,7 @@ impl Run<'_, '_> {
         let ignore = if context_source { self.ctx.ignore.clone() } else { Default::default() };
 
         // The part of the key that names the content.
+        let t0 = std::time::Instant::now();
         let mut hashes: Vec<String> = Vec::new();
         if context_source {
             let root = copy::open_root(&ctx_root).map_err(failed)?;
@@ -859,6 +865,7 @@ impl Run<'_, '_> {
             hashes.push(format!("file:{}", Digest::sha256_of(text.as_bytes()).hex()));
             inline.push((h.name.clone(), text));
         }
+        timing("hash sources", t0);
         let src_hash = if hashes.len() == 1 { hashes[0].clone() } else { format!("multi:{}", Digest::sha256_of(hashes.join(",").as_bytes()).hex()) };
         let chown_comment = chown.as_ref().map(|c| format!("--chown={c}")).unwrap_or_default();
         let created_by = format!("/bin/sh -c #(nop) {name} {chown_comment}{src_hash} in {dest_raw} ");
@@ -1072,6 +1079,13 @@ impl Run<'_, '_> {
         }
         let layer = layer?;
         self.commit(st, &created_by, layer, &key)
+    }
+}
+
+/// `STRATA_BUILD_TIMING=1` prints how long the filesystem phases of steps take (bench/).
+fn timing(what: &str, since: std::time::Instant) {
+    if std::env::var_os("STRATA_BUILD_TIMING").is_some() {
+        eprintln!("[timing] {what}: {:.3}s", since.elapsed().as_secs_f64());
     }
 }
 

@@ -143,8 +143,7 @@ pub fn hash_source(root: BorrowedFd<'_>, src: &Source, ignore: &Ignore, cache: &
     let fd = open_in(root, &src.rel, OFlags::PATH).map_err(|e| format!("stat {}: {}", src.rel, errno_text(e)))?;
     if !src.is_dir {
         let st = rfs::fstat(&fd).map_err(|e| format!("stat {}: {}", src.rel, errno_text(e)))?;
-        let f = open_in(root, &src.rel, OFlags::RDONLY).map_err(|e| format!("open {}: {}", src.rel, errno_text(e)))?;
-        let c = file_hash(&f, &st, cache).map_err(|e| format!("read {}: {e}", src.rel))?;
+        let c = file_hash(|| open_in(root, &src.rel, OFlags::RDONLY), &st, cache).map_err(|e| format!("read {}: {e}", src.rel))?;
         h.update(format!("file {:o} {} {c}\n", st.st_mode & 0o7777, st.st_size).as_bytes());
         return Ok(format!("file:{}", hex::encode(h.finalize())));
     }
@@ -188,8 +187,8 @@ fn hash_dir(dir: &OwnedFd, base: &str, rel: &str, ignore: &Ignore, cache: &mut d
         }
         match ft {
             FileType::RegularFile => {
-                let f = rfs::openat(dir, &n, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(|e| format!("open {full}: {}", errno_text(e)))?;
-                let c = file_hash(&f, &st, cache).map_err(|e| format!("read {full}: {e}"))?;
+                let open = || rfs::openat(dir, &n, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+                let c = file_hash(open, &st, cache).map_err(|e| format!("read {full}: {e}"))?;
                 h.update(format!("{child} file {:o} {} {c}\n", st.st_mode & 0o7777, st.st_size).as_bytes());
             }
             FileType::Symlink => {
@@ -202,11 +201,13 @@ fn hash_dir(dir: &OwnedFd, base: &str, rel: &str, ignore: &Ignore, cache: &mut d
     Ok(())
 }
 
-fn file_hash(f: &OwnedFd, st: &Stat, cache: &mut dyn HashCache) -> Result<String, String> {
+/// The content hash of a file: from the cache when its stat matches, else read (only
+/// then is it opened).
+fn file_hash(open: impl FnOnce() -> Result<OwnedFd, Errno>, st: &Stat, cache: &mut dyn HashCache) -> Result<String, String> {
     if let Some(h) = cache.get(st) {
         return Ok(h);
     }
-    let mut file = std::fs::File::from(f.try_clone().map_err(|e| e.to_string())?);
+    let mut file = std::fs::File::from(open().map_err(errno_text)?);
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -331,14 +332,43 @@ impl CopyJob<'_> {
             }
             let (dfd, _) = self.mkdir_all(&self.dest, None)?;
             let sfd = open_in(src_root, &src.rel, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| format!("open {}: {}", src.rel, errno_text(e)))?;
-            let mut tree = Tree { job: self, ignore, links: HashMap::new(), dirs: Vec::new() };
             let base = if src.rel == "." { String::new() } else { src.rel.clone() };
-            tree.copy_dir(&sfd, &dfd, if ctx_base.is_empty() { &base } else { ctx_base }, &base)?;
+            let _ = ctx_base;
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+            let failed = std::sync::Mutex::new(None::<String>);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2 * threads);
+            let rx = std::sync::Mutex::new(rx);
+            let (owner, chmod) = (self.owner, self.chmod);
+            let mut dirs = std::thread::scope(|scope| -> Result<Vec<(OwnedFd, Stat)>, String> {
+                for _ in 0..threads {
+                    let (rx, failed) = (&rx, &failed);
+                    scope.spawn(move || loop {
+                        let Ok(batch) = rx.lock().unwrap_or_else(|p| p.into_inner()).recv() else { return };
+                        if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                            continue;
+                        }
+                        if let Err(e) = batch.run(owner, chmod) {
+                            failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                        }
+                    });
+                }
+                let mut tree = Tree { job: self, ignore, pool: Some(tx), links: HashMap::new(), dirs: Vec::new() };
+                let r = tree.copy_dir(&sfd, &dfd, &base, &base);
+                tree.pool = None; // the copiers drain the channel and end with the scope
+                r.map(|()| std::mem::take(&mut tree.dirs))
+            })?;
+            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
             // The destination directory itself: new ones take the source's mode and
             // times and the owner; one that existed keeps its own.
             let sst = rfs::fstat(&sfd).map_err(|e| e.to_string())?;
+            let mut tree = Tree { job: self, ignore, pool: None, links: HashMap::new(), dirs: std::mem::take(&mut dirs) };
             if existed.is_none() {
                 tree.meta_dir(&dfd, &sst)?;
+                // Its times go last, after everything inside it.
+                let last = tree.dirs.pop();
+                tree.dirs.insert(0, last.expect("just pushed"));
             }
             tree.finish_dirs()?;
             return Ok(());
@@ -366,7 +396,7 @@ impl CopyJob<'_> {
             (self.mkdir_all(dir, Some(self.owner))?.0, base.to_string())
         };
         let st = rfs::fstat(&sfd).map_err(|e| e.to_string())?;
-        let mut tree = Tree { job: self, ignore, links: HashMap::new(), dirs: Vec::new() };
+        let mut tree = Tree { job: self, ignore, pool: None, links: HashMap::new(), dirs: Vec::new() };
         let cname = CString::new(name.clone()).map_err(|e| e.to_string())?;
         tree.place_file(&sfd, &st, &parent, &cname, &name)
     }
@@ -435,6 +465,8 @@ fn remove_tree_at(dir: &OwnedFd, name: &CStr) -> Result<(), String> {
 struct Tree<'a, 'j> {
     job: &'a CopyJob<'j>,
     ignore: &'a Ignore,
+    /// Regular files go to copier threads, one batch per directory.
+    pool: Option<std::sync::mpsc::SyncSender<Batch>>,
     /// Source (dev, ino) of hard-linked files → (dest dir fd, name) of the first copy.
     links: HashMap<(u64, u64), (std::sync::Arc<OwnedFd>, CString)>,
     /// Directories whose mode and times are set once their contents are in.
@@ -478,6 +510,8 @@ impl Tree<'_, '_> {
         }
         names.sort();
         let dst_shared = std::sync::Arc::new(dst.try_clone().map_err(|e| e.to_string())?);
+        let src_shared = std::sync::Arc::new(src.try_clone().map_err(|e| e.to_string())?);
+        let mut batch: Vec<(CString, Stat, String)> = Vec::new();
         for n in names {
             let name = String::from_utf8_lossy(n.to_bytes()).into_owned();
             let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
@@ -503,6 +537,7 @@ impl Tree<'_, '_> {
                     }
                     self.copy_dir(&s, &d, base, &child)?;
                 }
+                FileType::RegularFile if st.st_nlink == 1 && self.pool.is_some() => batch.push((n, st, child)),
                 FileType::RegularFile => {
                     if st.st_nlink > 1 {
                         if let Some((ldir, lname)) = self.links.get(&(st.st_dev, st.st_ino)) {
@@ -537,21 +572,52 @@ impl Tree<'_, '_> {
                 _ => {}
             }
         }
+        if !batch.is_empty() {
+            if let Some(tx) = &self.pool {
+                // Fails only when every copier has ended, which happens only after the
+                // channel closes: not while we hold it.
+                let _ = tx.send(Batch { src: src_shared, dst: dst_shared, files: batch });
+            }
+        }
         Ok(())
     }
 
     /// Creates `name` in `dir` with the content and metadata of the open file `src`.
     fn place_file(&mut self, src: &OwnedFd, st: &Stat, dir: &OwnedFd, name: &CStr, what: &str) -> Result<(), String> {
-        remove_existing(dir, name, false)?;
+        place_file(src, st, dir, name, what, self.job.owner, self.job.chmod)
+    }
+}
+
+/// The single-link regular files of one directory, for a copier thread.
+struct Batch {
+    src: std::sync::Arc<OwnedFd>,
+    dst: std::sync::Arc<OwnedFd>,
+    files: Vec<(CString, Stat, String)>,
+}
+
+impl Batch {
+    fn run(&self, owner: Owner, chmod: Option<u32>) -> Result<(), String> {
+        for (n, st, what) in &self.files {
+            let s = rfs::openat(&*self.src, n, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(|e| format!("open {what}: {}", errno_text(e)))?;
+            place_file(&s, st, &self.dst, n, what, owner, chmod)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `name` in `dir` with the content of the open file `src`, owned by `owner`,
+/// with `src`'s mode (or `chmod`), xattrs and times.
+fn place_file(src: &OwnedFd, st: &Stat, dir: &OwnedFd, name: &CStr, what: &str, owner: Owner, chmod: Option<u32>) -> Result<(), String> {
+    remove_existing(dir, name, false)?;
+    {
         let d = rfs::openat(dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
             .map_err(|e| format!("create {what}: {}", errno_text(e)))?;
         if st.st_size > 0 {
             copy_data(src, &d).map_err(|e| format!("copy {what}: {e}"))?;
         }
-        let (u, g) = self.owner();
-        rfs::fchown(&d, u, g).map_err(|e| format!("chown {what}: {}", errno_text(e)))?;
+        rfs::fchown(&d, Some(rfs::Uid::from_raw(owner.uid)), Some(rfs::Gid::from_raw(owner.gid))).map_err(|e| format!("chown {what}: {}", errno_text(e)))?;
         copy_xattrs(src.as_fd(), d.as_fd());
-        rfs::fchmod(&d, Mode::from_raw_mode(self.mode_of(st))).map_err(|e| format!("chmod {what}: {}", errno_text(e)))?;
+        rfs::fchmod(&d, Mode::from_raw_mode(chmod.unwrap_or(st.st_mode & 0o7777))).map_err(|e| format!("chmod {what}: {}", errno_text(e)))?;
         rfs::futimens(&d, &times(st)).map_err(|e| format!("times {what}: {}", errno_text(e)))?;
         Ok(())
     }
@@ -568,11 +634,12 @@ fn times(st: &Stat) -> Timestamps {
 fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
     let mut names = vec![0u8; 4096];
     let Ok(len) = rfs::flistxattr(src, &mut names[..]) else { return };
-    let mut value = vec![0u8; 65536];
+    let mut value = Vec::new();
     for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         if !(name.starts_with(b"user.") || name == b"security.capability") {
             continue;
         }
+        value.resize(65536, 0);
         if let Ok(n) = rfs::fgetxattr(src, name, &mut value[..]) {
             let _ = rfs::fsetxattr(dst, name, &value[..n], XattrFlags::empty());
         }
@@ -580,18 +647,39 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
 }
 
 fn copy_data(src: &OwnedFd, dst: &OwnedFd) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The context and an overlay are different filesystems: once copy_file_range said
+    // so, go straight to sendfile (still an in-kernel copy).
+    static CROSS: AtomicBool = AtomicBool::new(false);
+    if CROSS.load(Ordering::Relaxed) {
+        return sendfile_all(src, dst);
+    }
     let mut copied = 0u64;
     loop {
         match rfs::copy_file_range(src, None, dst, None, 1 << 30) {
             Ok(0) => return Ok(()),
             Ok(n) => copied += n as u64,
             Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if copied == 0 => {
+                CROSS.store(true, Ordering::Relaxed);
+                return sendfile_all(src, dst);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn sendfile_all(src: &OwnedFd, dst: &OwnedFd) -> std::io::Result<()> {
+    loop {
+        match rustix::fs::sendfile(dst, src, None, 1 << 30) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(_) => {
                 let mut s = std::fs::File::from(src.try_clone()?);
                 let mut d = std::fs::File::from(dst.try_clone()?);
                 std::io::copy(&mut s, &mut d)?;
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
         }
     }
 }
