@@ -353,7 +353,7 @@ impl CopyJob<'_> {
                     });
                 }
                 let mut tree = Tree { job: self, ignore, pool: Some(tx), links: HashMap::new(), dirs: Vec::new() };
-                let r = tree.copy_dir(&sfd, &dfd, &base, &base);
+                let r = tree.copy_dir(&sfd, &dfd, &base);
                 tree.pool = None; // the copiers drain the channel and end with the scope
                 r.map(|()| std::mem::take(&mut tree.dirs))
             })?;
@@ -417,8 +417,8 @@ impl CopyJob<'_> {
             .map_err(|e| format!("create {fname}: {}", errno_text(e)))?;
         let mut f = std::fs::File::from(fd);
         std::io::Write::write_all(&mut f, content).map_err(|e| format!("write {fname}: {e}"))?;
-        rfs::fchown(&f, Some(rfs::Uid::from_raw(self.owner.uid)), Some(rfs::Gid::from_raw(self.owner.gid))).map_err(|e| errno_text(e))?;
-        rfs::fchmod(&f, Mode::from_raw_mode(self.chmod.unwrap_or(0o644))).map_err(|e| errno_text(e))?;
+        rfs::fchown(&f, Some(rfs::Uid::from_raw(self.owner.uid)), Some(rfs::Gid::from_raw(self.owner.gid))).map_err(errno_text)?;
+        rfs::fchmod(&f, Mode::from_raw_mode(self.chmod.unwrap_or(0o644))).map_err(errno_text)?;
         Ok(())
     }
 }
@@ -436,7 +436,7 @@ fn remove_existing(dir: &OwnedFd, name: &CStr, want_dir: bool) -> Result<bool, S
             if is_dir {
                 remove_tree_at(dir, name)?;
             } else {
-                rfs::unlinkat(dir, name, AtFlags::empty()).map_err(|e| errno_text(e))?;
+                rfs::unlinkat(dir, name, AtFlags::empty()).map_err(errno_text)?;
             }
             Ok(false)
         }
@@ -444,10 +444,10 @@ fn remove_existing(dir: &OwnedFd, name: &CStr, want_dir: bool) -> Result<bool, S
 }
 
 fn remove_tree_at(dir: &OwnedFd, name: &CStr) -> Result<(), String> {
-    let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(|e| errno_text(e))?;
+    let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(errno_text)?;
     let mut names = Vec::new();
-    for ent in rfs::Dir::read_from(&sub).map_err(|e| errno_text(e))? {
-        let ent = ent.map_err(|e| errno_text(e))?;
+    for ent in rfs::Dir::read_from(&sub).map_err(errno_text)? {
+        let ent = ent.map_err(errno_text)?;
         if !matches!(ent.file_name().to_bytes(), b"." | b"..") {
             names.push((ent.file_name().to_owned(), ent.file_type()));
         }
@@ -456,10 +456,10 @@ fn remove_tree_at(dir: &OwnedFd, name: &CStr) -> Result<(), String> {
         if t == FileType::Directory {
             remove_tree_at(&sub, &n)?;
         } else {
-            rfs::unlinkat(&sub, &n, AtFlags::empty()).map_err(|e| errno_text(e))?;
+            rfs::unlinkat(&sub, &n, AtFlags::empty()).map_err(errno_text)?;
         }
     }
-    rfs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(|e| errno_text(e))
+    rfs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(errno_text)
 }
 
 struct Tree<'a, 'j> {
@@ -484,7 +484,7 @@ impl Tree<'_, '_> {
 
     fn meta_dir(&mut self, fd: &OwnedFd, st: &Stat) -> Result<(), String> {
         let (u, g) = self.owner();
-        rfs::fchown(fd, u, g).map_err(|e| errno_text(e))?;
+        rfs::fchown(fd, u, g).map_err(errno_text)?;
         self.dirs.push((fd.try_clone().map_err(|e| e.to_string())?, *st));
         Ok(())
     }
@@ -492,15 +492,15 @@ impl Tree<'_, '_> {
     fn finish_dirs(&mut self) -> Result<(), String> {
         for (fd, st) in self.dirs.drain(..).rev() {
             let mode = self.job.chmod.unwrap_or(st.st_mode & 0o7777);
-            rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| errno_text(e))?;
-            rfs::futimens(&fd, &times(&st)).map_err(|e| errno_text(e))?;
+            rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno_text)?;
+            rfs::futimens(&fd, &times(&st)).map_err(errno_text)?;
         }
         Ok(())
     }
 
-    /// Copies the entries of `src` into `dst`. `base` is `src`'s path in the context
-    /// (for `.dockerignore`), `rel` the path below the source root.
-    fn copy_dir(&mut self, src: &OwnedFd, dst: &OwnedFd, base: &str, rel: &str) -> Result<(), String> {
+    /// Copies the entries of `src` into `dst`; `rel` is `src`'s path below the source
+    /// root (the context's, for `.dockerignore`).
+    fn copy_dir(&mut self, src: &OwnedFd, dst: &OwnedFd, rel: &str) -> Result<(), String> {
         let mut names: Vec<CString> = Vec::new();
         for ent in rfs::Dir::read_from(src).map_err(|e| format!("read {rel}: {}", errno_text(e)))? {
             let ent = ent.map_err(|e| format!("read {rel}: {}", errno_text(e)))?;
@@ -535,7 +535,7 @@ impl Tree<'_, '_> {
                     if !excluded {
                         self.meta_dir(&d, &st)?;
                     }
-                    self.copy_dir(&s, &d, base, &child)?;
+                    self.copy_dir(&s, &d, &child)?;
                 }
                 FileType::RegularFile if st.st_nlink == 1 && self.pool.is_some() => batch.push((n, st, child)),
                 FileType::RegularFile => {

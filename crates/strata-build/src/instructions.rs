@@ -374,7 +374,7 @@ pub fn instruction(n: &Node) -> Result<Instruction, ParseError> {
             let mut s = (**sub).clone();
             s.start_line = n.start_line;
             instruction(&s)?;
-            let text = n.original.splitn(2, is_ws).nth(1).unwrap_or("").trim().to_string();
+            let text = n.original.split_once(is_ws).map(|x| x.1).unwrap_or("").trim().to_string();
             Instruction::OnBuild(text)
         }
         _ => {
@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(prog("FROM a\nCOPY --bogus=1 a b\n").unwrap_err(), "dockerfile parse error on line 2: unknown flag: bogus");
         assert_eq!(prog("FROM a\nWORKDIR\n").unwrap_err(), "dockerfile parse error on line 2: WORKDIR requires exactly one argument");
         assert_eq!(prog("FROM a b\n").unwrap_err(), "dockerfile parse error on line 1: FROM requires either one or three arguments");
-        assert_eq!(prog("FROM a AS 1x\n").unwrap_err().contains("invalid name for build stage"), true);
+        assert!(prog("FROM a AS 1x\n").unwrap_err().contains("invalid name for build stage"));
         assert_eq!(prog("FROM a\nSHELL sh -c\n").unwrap_err(), "dockerfile parse error on line 2: SHELL requires the arguments to be in JSON form");
         assert_eq!(prog("FROM a\nONBUILD ONBUILD RUN x\n").unwrap_err(), "dockerfile parse error on line 2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
         assert_eq!(prog("FROM a\nHEALTHCHECK --interval=x CMD true\n").unwrap_err(), "dockerfile parse error on line 2: time: invalid duration \"x\"");

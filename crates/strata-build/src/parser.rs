@@ -386,12 +386,9 @@ pub(crate) fn words(s: &str, escape: char) -> Vec<String> {
                 if c == '"' || c == '\'' {
                     quote = Some(c);
                 } else if c == escape {
-                    match it.next() {
-                        Some(n) => {
-                            cur.push(c);
-                            cur.push(n);
-                        }
-                        None => {}
+                    if let Some(n) = it.next() {
+                        cur.push(c);
+                        cur.push(n);
                     }
                     continue;
                 }

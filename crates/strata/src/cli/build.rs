@@ -114,7 +114,7 @@ pub fn build(engine: &Engine, a: BuildArgs) -> Result<u8, CliError> {
         std::io::stdin().read_to_end(&mut input).map_err(|e| CliError::usage(format!("read stdin: {e}")))?;
         if strata_build::context::looks_like_archive(&input) {
             let dir = lease.tmp_dir()?;
-            let ctx = Context::tar(&input[..], &dir).map_err(|e| CliError::from(e))?;
+            let ctx = Context::tar(&input[..], &dir).map_err(CliError::from)?;
             let name = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
             let df = ctx
                 .read_file(&name)
