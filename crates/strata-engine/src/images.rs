@@ -45,8 +45,37 @@ impl Engine {
         })?)
     }
 
-    /// `rmi NAME`: docker's image_delete rules.
+    /// `rmi NAME`: docker's image_delete rules, untagged parents included (a build's
+    /// intermediate images go with the image they led to).
     pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<RemoveItem>> {
+        self.remove_image_opts(name, force, false)
+    }
+
+    /// `rmi [--no-prune] NAME`.
+    pub fn remove_image_opts(&self, name: &str, force: bool, no_prune: bool) -> Result<Vec<RemoveItem>> {
+        let parent = self.images.resolve(name).ok().and_then(|i| i.parent);
+        let mut out = self.remove_one_image(name, force)?;
+        if no_prune || !out.iter().any(|i| matches!(i, RemoveItem::Deleted(_))) {
+            return Ok(out);
+        }
+        // docker's parent pruning: each parent that is untagged, has no other child and
+        // no container goes too; the first one that stays ends it, silently.
+        let mut cur = parent;
+        while let Some(p) = cur.and_then(|p| p.parse::<Digest>().ok()) {
+            let Ok(img) = self.images.get(&p) else { break };
+            let keep = !img.tags.is_empty() || !img.repo_digests.is_empty() || !self.images.children(&p)?.is_empty() || !self.containers_using(&p)?.is_empty();
+            if keep {
+                break;
+            }
+            let layers = self.images.delete(&p)?;
+            out.push(RemoveItem::Deleted(p.to_string()));
+            out.extend(layers.into_iter().map(|l| RemoveItem::Deleted(l.to_string())));
+            cur = img.parent;
+        }
+        Ok(out)
+    }
+
+    fn remove_one_image(&self, name: &str, force: bool) -> Result<Vec<RemoveItem>> {
         let img = self.images.resolve(name)?;
         let short = img.id.short().to_string();
         // A name the image is tagged with untags; anything else (an id, a prefix) deletes.

@@ -39,7 +39,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE engine_meta(key TEXT PRIMARY KEY, va
         created TEXT NOT NULL,
         running INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX containers_image ON containers(image_id);", containers::MIGRATION, containers::MIGRATION_VOLUMES];
+    CREATE INDEX containers_image ON containers(image_id);", containers::MIGRATION, containers::MIGRATION_VOLUMES, containers::MIGRATION_LEASE];
 
 pub struct EngineOptions {
     pub data_root: PathBuf,
@@ -62,21 +62,24 @@ impl Engine {
         let driver = choose_driver(&root, opts.storage_driver.as_deref())?;
         let snaps = Arc::new(Snapshotter::open(root.clone(), driver)?);
         let crashed = !sweep.is_empty();
-        if crashed {
-            snaps.sweep(&sweep)?;
-        }
-        root.finish_sweep(sweep)?;
-        let images = ImageStore::open(root.clone(), snaps)?;
+        let images = ImageStore::open(root.clone(), snaps.clone())?;
         let volumes = strata_volume::VolumeService::new(root.clone()).map_err(|e| EngineError::DataRoot {
             path: root.path().display().to_string(),
             msg: e.to_string(),
         })?;
-        if crashed {
-            volumes.sweep();
-        }
         let run_dir = PathBuf::from("/run/strata").join(root_tag(root.path()));
         let networks = strata_network::Networking::open(root.clone(), run_dir)?;
-        Ok(Engine { root, images, volumes, networks })
+        let engine = Engine { root, images, volumes, networks };
+        if crashed {
+            // Containers first: removing one releases the snapshots and volumes it held.
+            engine.sweep_containers(&sweep)?;
+            snaps.sweep(&sweep)?;
+        }
+        engine.root.finish_sweep(sweep)?;
+        if crashed {
+            engine.volumes.sweep();
+        }
+        Ok(engine)
     }
 
     pub fn data_root(&self) -> &Path {

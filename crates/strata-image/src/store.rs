@@ -295,6 +295,53 @@ impl ImageStore {
         Ok(layer)
     }
 
+    /// Seals the active snapshot `key` (prepared over `parent`, filled through its upper
+    /// dir or its mounts) as a layer: the upper dir goes through the deterministic layer
+    /// writer straight into the content store (the kept tar, whose digest is the diff
+    /// id), then the snapshot itself is committed under the chain id — no second copy of
+    /// the files. Returns None, with the snapshot removed, when nothing changed (docker
+    /// records such a step as an empty layer). The snapshot is removed on any error.
+    pub fn commit_snapshot(&self, lease: &Lease, key: &str, parent: Option<&Digest>) -> Result<Option<Layer>> {
+        let res = (|| -> Result<Option<(Digest, LayerBlob)>> {
+            let upper = self.snaps.upper_dir(key)?;
+            let mut w = self.root.content().writer(lease, Algorithm::Sha256)?;
+            {
+                let mut buf = io::BufWriter::with_capacity(1 << 20, &mut w);
+                layer::write_tar(&upper, &mut buf, &Default::default()).map_err(SnapshotError::from)?;
+                buf.flush().map_err(ImageError::io("write", "layer"))?;
+            }
+            let size = w.size();
+            if size == EMPTY_TAR_SIZE && w_is_empty_tar(&upper) {
+                return Ok(None);
+            }
+            let diff_id = w.commit(None, None)?;
+            Ok(Some((diff_id.clone(), LayerBlob { digest: diff_id, media_type: MEDIA_LAYER_TAR.into(), size })))
+        })();
+        let (diff_id, blob) = match res {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                self.snaps.remove(key)?;
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.snaps.remove(key);
+                return Err(e);
+            }
+        };
+        let chain = chain_id(parent, &diff_id);
+        match self.snaps.commit(&chain.to_string(), key) {
+            Ok(()) | Err(SnapshotError::AlreadyExists(_)) => {}
+            Err(e) => {
+                let _ = self.snaps.remove(key);
+                return Err(e.into());
+            }
+        }
+        let size = self.snaps.usage(&chain.to_string())?;
+        let layer = Layer { chain_id: chain, diff_id, parent: parent.cloned(), size };
+        self.record_layer(&layer, Some(&blob))?;
+        Ok(Some(layer))
+    }
+
     /// Records a layer (and optionally one of its blobs); idempotent.
     pub fn record_layer(&self, layer: &Layer, blob: Option<&LayerBlob>) -> Result<()> {
         self.root.db().write(|tx| -> Result<()> {
@@ -442,6 +489,14 @@ fn tag_tx(tx: &rusqlite::Transaction<'_>, id: &Digest, tag: &Reference, now: &st
     )?;
     tx.execute("UPDATE images SET last_tag_time=?1 WHERE id=?2", params![now, id.to_string()])?;
     prev.filter(|p| p != &id.to_string()).map(|p| parse_digest(&p)).transpose()
+}
+
+/// An empty layer tar: only the end-of-archive blocks.
+const EMPTY_TAR_SIZE: u64 = 1024;
+
+/// Whether an upper dir holds nothing at all (its tar is the empty tar).
+fn w_is_empty_tar(upper: &std::path::Path) -> bool {
+    std::fs::read_dir(upper).map(|mut d| d.next().is_none()).unwrap_or(false)
 }
 
 pub(crate) fn parse_digest(s: &str) -> Result<Digest> {

@@ -225,3 +225,99 @@ fn mounts_in_inspect_match_docker() {
     assert_eq!(ob, db);
     assert_eq!(oh, dh);
 }
+
+/// docker's classic builder (DOCKER_BUILDKIT=0), the reference for `strata build`.
+fn docker_build(args: &[&str]) -> std::process::Output {
+    Command::new("docker").env("DOCKER_BUILDKIT", "0").arg("build").args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn builds_match_docker_s_classic_builder() {
+    if !reference_docker() {
+        eprintln!("skipped: the reference docker is not running (sh ../shared/peers/setup.sh docker)");
+        return;
+    }
+    let s = Strata::new();
+    let pid = std::process::id();
+    let base = format!("strata-diff-base:{pid}");
+    let _g0 = DockerTag(base.clone());
+    docker_ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &base]);
+    s.ok(&["import", "-c", r#"CMD ["sh"]"#, busybox_tar().to_str().unwrap(), &base]);
+    let ctx = tempfile::Builder::new().prefix("dctx-").tempdir_in("/var/tmp").unwrap();
+    let c = ctx.path();
+    std::fs::create_dir_all(c.join("some-data/sub")).unwrap();
+    std::fs::write(c.join("some-data/a"), "a\n").unwrap();
+    std::fs::write(c.join("some-data/sub/b"), "b\n").unwrap();
+    std::fs::write(c.join("f.txt"), "f\n").unwrap();
+    std::fs::write(c.join("exec.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(c.join("exec.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    std::fs::write(c.join(".dockerignore"), "*.log\n").unwrap();
+    std::fs::write(c.join("x.log"), "ignored\n").unwrap();
+    let df = format!(
+        "ARG G=glob\nFROM {base} AS first\nARG B=bee\nENV E1=one E2=\"two words\"\nENV LEG legacy value\nLABEL l1=v1 \"l 2\"=\"v 2\"\n\
+         WORKDIR /w/$E1\nUSER 1000:1000\nUSER root\nEXPOSE 80 53/udp\nVOLUME [\"/v1\", \"/v2\"]\nSTOPSIGNAL SIGINT\nSHELL [\"/bin/sh\", \"-c\"]\n\
+         HEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo triggered\nCMD [\"sh\"]\nENTRYPOINT echo hi\nRUN echo $B $G ${{B:-x}} > /run.txt\n\
+         COPY f.txt some-data /dst/\nADD --chown=1:2 f.txt /dst2\nCOPY exec.sh rel/\nCOPY some-data /data\nRUN chown -R 1000:1000 /data\nVOLUME /data\n\
+         RUN touch /data/lost && echo $E2 \\\n    && echo done\nMAINTAINER me\nFROM {base}\nCOPY --from=first /dst /from-first\n"
+    );
+    std::fs::write(c.join("Dockerfile"), &df).unwrap();
+    let tag = format!("strata-diff-build:{pid}");
+    let _g1 = DockerTag(tag.clone());
+    let first = format!("strata-diff-first:{pid}");
+    let _g2 = DockerTag(first.clone());
+    let d = docker_build(&["-t", &tag, c.to_str().unwrap()]);
+    assert!(d.status.success(), "docker build: {}", stderr(&d));
+    let o = s.run(&["build", "-t", &tag, c.to_str().unwrap()]);
+    assert!(o.status.success(), "strata build: {}", stderr(&o));
+    // The same steps, printed the same way; the same output of RUN.
+    let steps = |out: &str| out.lines().filter(|l| l.starts_with("Step ") || *l == "bee glob bee" || l.starts_with("Successfully tagged")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(steps(&stdout(&o)), steps(&stdout(&d)));
+    let ids = |out: &str| out.lines().filter(|l| l.starts_with(" ---> ") && !l.contains(" in ") && !l.contains("intermediate")).count();
+    assert_eq!(ids(&stdout(&o)), ids(&stdout(&d)), "one ' ---> <id>' per step");
+    // The first stage again, by target, to compare its config and history.
+    assert!(docker_build(&["-t", &first, "--target", "first", c.to_str().unwrap()]).status.success());
+    s.ok(&["build", "-q", "-t", &first, "--target", "first", c.to_str().unwrap()]);
+    let dj: Value = serde_json::from_str(&docker_ok(&["image", "inspect", &first])).unwrap();
+    let oj: Value = serde_json::from_str(&s.ok(&["image", "inspect", &first])).unwrap();
+    for k in ["User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal", "Healthcheck", "OnBuild", "Shell"] {
+        assert_eq!(oj[0]["Config"][k], dj[0]["Config"][k], "Config.{k}");
+    }
+    assert_eq!(oj[0]["Author"], dj[0]["Author"]);
+    assert_eq!(oj[0]["RootFS"]["Layers"].as_array().unwrap().len(), dj[0]["RootFS"]["Layers"].as_array().unwrap().len(), "the same steps made layers");
+    // History: the same steps recorded the same way (content hashes are each engine's own).
+    let norm = |h: String| {
+        h.lines()
+            .map(|l| match l.find(" file:").or_else(|| l.find(" dir:")).or_else(|| l.find(" multi:")).or_else(|| l.find("file:")) {
+                Some(i) => {
+                    let rest = &l[i..];
+                    let kind = rest.trim_start().split(':').next().unwrap_or("");
+                    format!("{}{kind}:<hash>{}", &l[..i + (rest.len() - rest.trim_start().len())], &rest[rest.find(" in ").unwrap_or(rest.len())..])
+                }
+                // Docker 28's HealthConfig has StartInterval, 20.10's not.
+                None if l.contains("HEALTHCHECK") => l.replace(" \"0s\"", ""),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let fmt = "{{.CreatedBy}}";
+    assert_eq!(norm(s.ok(&["history", "--no-trunc", "--format", fmt, &first])), norm(docker_ok(&["history", "--no-trunc", "--format", fmt, &first])));
+    // Files: owners, modes, contents; changes to a VOLUME path after it was declared are gone.
+    let probe = "cd /; for p in /w/one /dst /dst/f.txt /dst/a /dst/sub /dst/sub/b /dst2 /w/one/rel /w/one/rel/exec.sh /data /data/a /run.txt; do stat -c '%n %u:%g %a %F' $p; done; ls /data; cat /run.txt";
+    let dout = docker_ok(&["run", "--rm", "--entrypoint", "sh", &first, "-c", probe]);
+    let oout = s.ok(&["run", "--rm", "--entrypoint", "sh", &first, "-c", probe]);
+    assert_eq!(oout, dout);
+    // And the images cross: strata's runs on docker, docker's on strata.
+    let saved = s.cmd(&["save", &first]).output().unwrap();
+    assert!(saved.status.success());
+    let _ = docker(&["rmi", "-f", &first]);
+    let mut child = Command::new("docker").arg("load").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &saved.stdout).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(docker_ok(&["run", "--rm", "--entrypoint", "sh", &first, "-c", probe]), oout, "strata's image on docker");
+    let theirs = Command::new("docker").args(["save", &tag]).output().unwrap();
+    let s2 = Strata::new();
+    let l = s2.run_stdin(&["load"], &theirs.stdout);
+    assert!(l.status.success(), "{}", stderr(&l));
+    assert_eq!(s2.ok(&["run", "--rm", &tag, "cat", "/from-first/f.txt", "/from-first/sub/b"]), "f\nb\n", "docker's image on strata");
+}

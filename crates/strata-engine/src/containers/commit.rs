@@ -28,6 +28,34 @@ pub struct CommitOptions {
 }
 
 impl Engine {
+    /// The container's writable layer as a new layer over its image's top layer, or None
+    /// when it holds no change (docker then records an empty layer). Volumes and the
+    /// init layer are never part of it.
+    pub fn container_layer(&self, c: &Container, lease: &strata_store::Lease) -> Result<Option<strata_image::Layer>> {
+        let image = self.images().get(&c.image_id.parse().map_err(|_| EngineError::Invalid(format!("container {}: bad image id", c.id)))?)?;
+        self.stage_and_unpack(c, &image, lease, true)
+    }
+
+    /// The upper dir through the layer writer into a staged file, unpacked as a layer.
+    /// With `skip_empty`, an upper dir without entries gives None instead of a layer.
+    fn stage_and_unpack(&self, c: &Container, image: &strata_image::Image, lease: &strata_store::Lease, skip_empty: bool) -> Result<Option<strata_image::Layer>> {
+        let staged = lease.tmp_dir()?.join("layer.tar");
+        let upper = self.snapshotter().upper_dir(&c.id)?;
+        if skip_empty && std::fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(false) {
+            return Ok(None);
+        }
+        {
+            let f = std::fs::File::create(&staged).map_err(|e| EngineError::io("create", &staged, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            strata_snapshot::layer::write_tar(&upper, &mut w, &Default::default()).map_err(strata_snapshot::SnapshotError::from)?;
+            std::io::Write::flush(&mut w).map_err(|e| EngineError::io("write", &staged, e))?;
+        }
+        let mut tar = std::fs::File::open(&staged).map_err(|e| EngineError::io("open", &staged, e))?;
+        let layer = self.images().unpack_layer(lease, image.top_layer.as_ref(), &mut tar, None, true)?;
+        let _ = std::fs::remove_file(&staged);
+        Ok(Some(layer))
+    }
+
     pub fn commit_container(&self, c: &Container, o: &CommitOptions) -> Result<Digest> {
         // Applied to an empty map first: a bad instruction fails before anything is done.
         changes::apply(&mut Map::new(), &o.changes).map_err(strata_image::ImageError::from)?;
@@ -46,16 +74,7 @@ impl Engine {
     fn commit_paused(&self, c: &Container, o: &CommitOptions) -> Result<Digest> {
         let image = self.images().get(&c.image_id.parse().map_err(|_| EngineError::Invalid(format!("container {}: bad image id", c.id)))?)?;
         let lease = self.store().lease()?;
-        let staged = lease.tmp_dir()?.join("layer.tar");
-        let upper = self.snapshotter().upper_dir(&c.id)?;
-        {
-            let f = std::fs::File::create(&staged).map_err(|e| EngineError::io("create", &staged, e))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            strata_snapshot::layer::write_tar(&upper, &mut w, &Default::default()).map_err(strata_snapshot::SnapshotError::from)?;
-            std::io::Write::flush(&mut w).map_err(|e| EngineError::io("write", &staged, e))?;
-        }
-        let mut tar = std::fs::File::open(&staged).map_err(|e| EngineError::io("open", &staged, e))?;
-        let layer = self.images().unpack_layer(&lease, image.top_layer.as_ref(), &mut tar, None, true)?;
+        let layer = self.stage_and_unpack(c, &image, &lease, false)?.expect("an empty layer is kept");
 
         // The container's config, with the changes over it, in the image config's shape.
         let mut cfg = c.config.clone();

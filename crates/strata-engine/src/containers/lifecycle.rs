@@ -86,6 +86,43 @@ impl Engine {
         Ok(ours)
     }
 
+    /// Starts a created container with its stdout and stderr attached and runs it to the
+    /// end: `sink` gets each chunk of output (`protocol::STDOUT` or `STDERR`, in order);
+    /// returns the exit code. When `cancelled` turns true the container is killed (and
+    /// the output until its exit still delivered).
+    pub fn run_to_exit(&self, c: &Container, sink: &mut dyn FnMut(u8, &[u8]), cancelled: &dyn Fn() -> bool) -> Result<i32> {
+        let spec = AttachSpec { stdin: false, stdout: true, stderr: true };
+        let mut s = self.start_container(c, Some(spec))?.ok_or_else(|| EngineError::Conflict(format!("container {} started without a stream", c.id)))?;
+        let mut killed = false;
+        loop {
+            if !killed && cancelled() {
+                killed = true;
+                if let Ok(now) = self.container(&c.id) {
+                    let _ = self.kill_container(&now, libc::SIGKILL, true);
+                }
+            }
+            let mut pfd = [rustix::event::PollFd::new(&s, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+            match rustix::event::poll(&mut pfd, Some(&timeout)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(EngineError::io("poll", "supervisor", e.into())),
+            }
+            match protocol::read_frame(&mut s) {
+                Ok(Some((kind @ (protocol::STDOUT | protocol::STDERR), d))) => sink(kind, &d),
+                Ok(Some((protocol::CONTROL, d))) => {
+                    if let Ok(Event::Exit { code }) = serde_json::from_slice::<Event>(&d) {
+                        return Ok(code);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // The stream ended without an exit event: the record knows.
+        Ok(self.container(&c.id).map(|c| c.exit_code).unwrap_or(125))
+    }
+
     fn request(&self, c: &Container, req: &Request) -> Result<Option<UnixStream>> {
         if !alive(c.sup_pid, c.sup_start) {
             return Ok(None);

@@ -59,6 +59,11 @@ pub(crate) const MIGRATION: &str = "DROP TABLE containers;
 /// Volumes a container mounts, resolved at create (docker's MountPoints).
 pub(crate) const MIGRATION_VOLUMES: &str = "ALTER TABLE containers ADD COLUMN volume_mounts TEXT NOT NULL DEFAULT '[]';";
 
+/// Temporary containers (a build's RUN steps) belong to the lease of the process that
+/// made them: when that process dies, the next command removes them.
+pub(crate) const MIGRATION_LEASE: &str = "ALTER TABLE containers ADD COLUMN lease TEXT;
+    CREATE INDEX containers_lease ON containers(lease) WHERE lease IS NOT NULL;";
+
 /// A volume mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeMount {
@@ -156,6 +161,9 @@ pub struct CreateOptions {
     pub expose: Vec<String>,
     /// `-P`.
     pub publish_all: bool,
+    /// The lease of the process this container is temporary work of (a build step):
+    /// if that process dies, the next command kills and removes the container.
+    pub lease: Option<String>,
 }
 
 /// A container as recorded.
@@ -612,7 +620,7 @@ impl Engine {
             snaps.prepare(&id, Some(&init_key), None)?;
             self.root.db().write(|tx| -> Result<()> {
                 let r = tx.execute(
-                    "INSERT INTO containers(id, name, image_id, created, config, host_config, path, args) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO containers(id, name, image_id, created, config, host_config, path, args, lease) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         id,
                         name,
@@ -622,6 +630,7 @@ impl Engine {
                         Value::Object(host_config.clone()).to_string(),
                         argv[0],
                         serde_json::to_string(&argv[1..]).expect("json"),
+                        o.lease,
                     ],
                 );
                 match r {
@@ -924,6 +933,65 @@ impl Engine {
         strata_store::fsutil::remove_all(&self.container_dir(&c.id))?;
         self.root.db().write(|tx| tx.execute("DELETE FROM containers WHERE id=?1", [&c.id]))?;
         Ok(())
+    }
+
+    /// Kills and removes the temporary containers of processes that died (`sweep.dead`
+    /// leases, or leases whose file is gone): a build killed in the middle of a RUN
+    /// leaves nothing running once the next command has opened the engine.
+    pub(crate) fn sweep_containers(&self, sweep: &strata_store::Sweep) -> Result<()> {
+        let owned: Vec<(String, String)> = self.root.db().read(|c| {
+            let mut st = c.prepare("SELECT id, lease FROM containers WHERE lease IS NOT NULL")?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            r
+        })?;
+        for (id, lease) in owned {
+            let gone = sweep.dead.contains(&lease) || !self.root.path().join("leases").join(&lease).exists();
+            if gone {
+                if let Err(e) = self.remove_container(&id, true, true) {
+                    tracing::warn!(container = %id, error = %e, "cannot remove the container of a dead build");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a lease-owned container an ordinary one (a failed build step's container,
+    /// which docker keeps for inspection).
+    pub fn release_container_lease(&self, id: &str) -> Result<()> {
+        self.root.db().write(|tx| tx.execute("UPDATE containers SET lease=NULL WHERE id=?1", [id]))?;
+        Ok(())
+    }
+
+    /// Runs `f` with each snapshot `(key, target)` mounted at its target (an empty
+    /// directory), in a forked child with a private mount namespace that dies with this
+    /// process (`PR_SET_PDEATHSIG`): nothing is mounted on the host, and nothing stays
+    /// mounted if either side is killed. Active snapshots mount writable, committed ones
+    /// read-only. The child's error text comes back as the error.
+    pub fn with_snapshots_mounted(
+        &self,
+        snapshots: &[(String, std::path::PathBuf)],
+        f: impl FnOnce() -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        let mut all = Vec::new();
+        for (key, target) in snapshots {
+            all.push((self.snapshotter().mounts(key).map_err(|e| e.to_string())?, target.clone(), key.clone()));
+        }
+        let name = snapshots.first().map(|s| s.0.clone()).unwrap_or_default();
+        let (_, res) = self.in_child(
+            &name,
+            || {
+                // SAFETY: prctl on this (child) process only.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+                private_mount_ns()?;
+                for (mounts, target, key) in &all {
+                    strata_snapshot::mount_all(&strata_snapshot::LinuxSyscall, mounts, target)
+                        .map_err(|e| format!("mount {key}: {}", strata_store::os_text(&e)))?;
+                }
+                f()
+            },
+            || (),
+        );
+        res
     }
 
     /// `container prune`: every stopped container. Returns the removed ids.

@@ -267,6 +267,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         port_bindings,
         expose,
         publish_all: a.publish_all,
+        lease: None,
     })
 }
 

@@ -409,7 +409,7 @@ pub fn tag(engine: &Engine, a: TagArgs) -> Result<u8, CliError> {
 pub fn rmi(engine: &Engine, a: RmiArgs) -> Result<u8, CliError> {
     let mut code = 0;
     for name in &a.images {
-        match engine.remove_image(name, a.force) {
+        match engine.remove_image_opts(name, a.force, a.no_prune) {
             Ok(items) => print_removed(&items, false),
             Err(e) => {
                 CliError::from(e).print();

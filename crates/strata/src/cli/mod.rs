@@ -1,5 +1,6 @@
 //! Argument definitions (clap) and dispatch to the engine.
 
+mod build;
 mod container;
 mod error;
 mod image;
@@ -86,6 +87,8 @@ pub enum Command {
         #[arg(long)]
         attach: Option<String>,
     },
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(image::ImportArgs),
     /// Load an image from a tar archive or STDIN
@@ -123,6 +126,7 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
+    Build(build::BuildArgs),
     Import(image::ImportArgs),
     Load(image::LoadArgs),
     Save(image::SaveArgs),
@@ -223,6 +227,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => container::unpause(e, a),
         Command::Container(ContainerCommand::Inspect(a)) => image::inspect_containers(e, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(e, a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(e, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => image::import(e, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => image::load(e, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => image::save(e, a),
