@@ -264,23 +264,7 @@ impl NetworkStore {
     }
 
     pub fn find(&self, name: &str) -> Result<Option<Network>> {
-        if name.is_empty() {
-            return Ok(None);
-        }
-        Ok(self.root.db().read(|c| {
-            if let Some(n) = c.query_row(&format!("{SELECT} WHERE id=?1"), [name], Network::from_row).optional()? {
-                return Ok(Some(n));
-            }
-            if let Some(n) = c.query_row(&format!("{SELECT} WHERE name=?1"), [name], Network::from_row).optional()? {
-                return Ok(Some(n));
-            }
-            if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Ok(None);
-            }
-            let mut st = c.prepare(&format!("{SELECT} WHERE id >= ?1 AND id < ?2 LIMIT 2"))?;
-            let rows: Vec<Network> = st.query_map([name.to_string(), format!("{name}g")], Network::from_row)?.collect::<rusqlite::Result<_>>()?;
-            Ok(if rows.len() == 1 { rows.into_iter().next() } else { None })
-        })?)
+        Ok(self.root.db().read(|c| strata_store::find_by_id_or_name(c, SELECT, name, Network::from_row))?)
     }
 
     /// Every network, in creation order.

@@ -137,3 +137,29 @@ impl Db {
         Ok(out)
     }
 }
+
+/// docker's lookup of an object a user names (container, network): the full id, else the
+/// exact name, else an id prefix that matches exactly one row. `select` is a query over a
+/// table with `id` and `name` columns, to which a WHERE clause is appended.
+pub fn find_by_id_or_name<T>(
+    c: &Connection,
+    select: &str,
+    name: &str,
+    from_row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    use rusqlite::OptionalExtension;
+    if name.is_empty() {
+        return Ok(None);
+    }
+    for col in ["id", "name"] {
+        if let Some(x) = c.query_row(&format!("{select} WHERE {col}=?1"), [name], &from_row).optional()? {
+            return Ok(Some(x));
+        }
+    }
+    if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut st = c.prepare(&format!("{select} WHERE id >= ?1 AND id < ?2 LIMIT 2"))?;
+    let rows: Vec<T> = st.query_map([name.to_string(), format!("{name}g")], &from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(if rows.len() == 1 { rows.into_iter().next() } else { None })
+}

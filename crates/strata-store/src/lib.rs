@@ -13,7 +13,7 @@ mod lease;
 mod root;
 
 pub use content::{ContentStore, Info, Writer};
-pub use db::Db;
+pub use db::{find_by_id_or_name, Db};
 pub use digest::{Algorithm, Digest, DigestError, Hasher, HashingReader};
 pub use error::{Result, StoreError};
 pub use kind::{Classify, ErrorKind};

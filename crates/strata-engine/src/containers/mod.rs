@@ -25,7 +25,7 @@ pub mod stats;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Row};
 use serde_json::{json, Map, Value};
 use strata_image::Reference;
 use strata_snapshot::SnapshotError;
@@ -365,21 +365,8 @@ impl Engine {
     }
 
     pub(crate) fn find_container(&self, name: &str) -> Result<Option<Container>> {
-        let n = name.strip_prefix('/').unwrap_or(name).to_string();
-        if n.is_empty() {
-            return Ok(None);
-        }
-        Ok(self.root.db().read(|c| {
-            if let Some(x) = c.query_row(&format!("{SELECT} WHERE id=?1 OR name=?1"), [&n], Container::from_row).optional()? {
-                return Ok(Some(x));
-            }
-            if !n.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Ok(None);
-            }
-            let mut st = c.prepare(&format!("{SELECT} WHERE id >= ?1 AND id < ?2 LIMIT 2"))?;
-            let rows: Vec<Container> = st.query_map([n.clone(), format!("{n}g")], Container::from_row)?.collect::<rusqlite::Result<_>>()?;
-            Ok(if rows.len() == 1 { rows.into_iter().next() } else { None })
-        })?)
+        let n = name.strip_prefix('/').unwrap_or(name);
+        Ok(self.root.db().read(|c| strata_store::find_by_id_or_name(c, SELECT, n, Container::from_row))?)
     }
 
     /// Every container (reconciled), newest first.
