@@ -74,9 +74,16 @@ pub struct ContainerSpec {
     pub init: Option<PathBuf>,
     #[serde(default)]
     pub network: NetworkNamespace,
+    /// docker's `--privileged`: every capability the host can grant, every host device,
+    /// /sys and cgroups writable, nothing masked.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--pid`: a new PID namespace (None), the host's (`Host`) or another's (`Join`).
+    #[serde(default)]
+    pub pid: NetworkNamespace,
 }
 
-/// Where a container's network namespace comes from.
+/// Where a container's network (or PID) namespace comes from.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub enum NetworkNamespace {
     /// A fresh one made by the runtime (loopback only, down).
@@ -157,7 +164,9 @@ fn mount(destination: &str, typ: &str, source: &str, options: Vec<String>) -> Mo
 
 /// docker's default mounts, in docker's order (moby `oci/defaults.go`; `/dev/shm` sized
 /// as `daemon/oci_linux.go` does for a private IPC namespace).
-fn default_mounts(shm_size: i64) -> Vec<Mount> {
+fn default_mounts(shm_size: i64, privileged: bool) -> Vec<Mount> {
+    // A privileged container gets /sys and the cgroups writable (moby WithMounts).
+    let ro = if privileged { "rw" } else { "ro" };
     let shm_size = if shm_size > 0 { shm_size } else { DEFAULT_SHM_SIZE };
     let mut shm = opts(&["nosuid", "noexec", "nodev", "mode=1777"]);
     shm.push(format!("size={shm_size}"));
@@ -170,8 +179,8 @@ fn default_mounts(shm_size: i64) -> Vec<Mount> {
             "devpts",
             opts(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
         ),
-        mount("/sys", "sysfs", "sysfs", opts(&["nosuid", "noexec", "nodev", "ro"])),
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", opts(&["ro", "nosuid", "noexec", "nodev"])),
+        mount("/sys", "sysfs", "sysfs", opts(&["nosuid", "noexec", "nodev", ro])),
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", opts(&[ro, "nosuid", "noexec", "nodev"])),
         mount("/dev/mqueue", "mqueue", "mqueue", opts(&["nosuid", "noexec", "nodev"])),
         mount("/dev/shm", "tmpfs", "shm", shm),
     ]
@@ -219,6 +228,51 @@ fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
+/// Every character and block device under the host's /dev (a privileged container's,
+/// as moby's `WithDevices` lists them), skipping the trees the container mounts itself.
+fn host_devices() -> Vec<oci_spec::runtime::LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(md) = fs::symlink_metadata(&p) else { continue };
+            let ft = md.file_type();
+            if ft.is_dir() {
+                if !matches!(p.to_str(), Some("/dev/pts" | "/dev/shm" | "/dev/mqueue" | "/dev/fd")) {
+                    stack.push(p);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            // Made by the runtime anyway, or the container's own console.
+            if matches!(p.to_str(), Some("/dev/console" | "/dev/ptmx" | "/dev/tty")) {
+                continue;
+            }
+            let rdev = md.rdev();
+            let mut d = oci_spec::runtime::LinuxDevice::default();
+            d.set_path(p)
+                .set_typ(typ)
+                .set_major(libc::major(rdev) as i64)
+                .set_minor(libc::minor(rdev) as i64)
+                .set_file_mode(Some(md.mode() & 0o7777))
+                .set_uid(Some(md.uid()))
+                .set_gid(Some(md.gid()));
+            out.push(d);
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
+}
+
 /// The calling process's hard limit for `resource`, or None when unlimited/unknown.
 fn inherited_hard_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
     let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -253,7 +307,11 @@ fn process(spec: &ContainerSpec) -> Result<Process, RuntimeError> {
         user.set_additional_gids(Some(p.additional_gids.clone()));
     }
 
-    let caps: Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    let caps: Capabilities = if spec.privileged {
+        crate::executor::privileged_caps().iter().filter_map(|c| c.trim_start_matches("CAP_").parse().ok()).collect()
+    } else {
+        DEFAULT_CAPABILITIES.into_iter().collect()
+    };
     let mut capabilities = LinuxCapabilities::default();
     capabilities
         .set_bounding(Some(caps.clone()))
@@ -308,7 +366,7 @@ fn swap_limit_supported() -> bool {
 fn resources(spec: &ContainerSpec) -> Result<LinuxResources, RuntimeError> {
     let r = &spec.resources;
     let mut res = LinuxResources::default();
-    res.set_devices(Some(default_device_rules()));
+    res.set_devices(Some(if spec.privileged { vec![device_rule(true, None, None)] } else { default_device_rules() }));
     if let Some(limit) = r.memory {
         if limit <= 0 {
             return Err(invalid(spec, format!("invalid memory limit {limit}")));
@@ -350,11 +408,15 @@ fn linux(spec: &ContainerSpec) -> Result<Linux, RuntimeError> {
         LinuxNamespaceType::Cgroup,
     ]
     .into_iter()
-    .filter(|t| *t != LinuxNamespaceType::Network || spec.network != NetworkNamespace::Host)
+    .filter(|t| match t {
+        LinuxNamespaceType::Network => spec.network != NetworkNamespace::Host,
+        LinuxNamespaceType::Pid => spec.pid != NetworkNamespace::Host,
+        _ => true,
+    })
     .map(|typ| {
         let mut ns = LinuxNamespace::default();
-        let path = match (&spec.network, typ) {
-            (NetworkNamespace::Join(p), LinuxNamespaceType::Network) => Some(p.clone()),
+        let path = match (typ, &spec.network, &spec.pid) {
+            (LinuxNamespaceType::Network, NetworkNamespace::Join(p), _) | (LinuxNamespaceType::Pid, _, NetworkNamespace::Join(p)) => Some(p.clone()),
             _ => None,
         };
         ns.set_typ(typ).set_path(path);
@@ -382,9 +444,9 @@ fn linux(spec: &ContainerSpec) -> Result<Linux, RuntimeError> {
         .set_cgroups_path((!spec.cgroup_path.is_empty()).then(|| PathBuf::from(&spec.cgroup_path)))
         // Devices: none beyond the runtime's defaults (null, zero, full, random, urandom,
         // tty; console with a terminal; ptmx → pts/ptmx), as docker.
-        .set_devices(Some(Vec::new()))
-        .set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()))
-        .set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()))
+        .set_devices(Some(if spec.privileged { host_devices() } else { Vec::new() }))
+        .set_masked_paths(Some(if spec.privileged { Vec::new() } else { MASKED_PATHS.iter().map(|s| s.to_string()).collect() }))
+        .set_readonly_paths(Some(if spec.privileged { Vec::new() } else { READONLY_PATHS.iter().map(|s| s.to_string()).collect() }))
         .set_sysctl(Some(sysctl))
         .set_uid_mappings(None)
         .set_gid_mappings(None)
@@ -421,7 +483,7 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, RuntimeError> {
     }
     let user: Vec<String> = binds.iter().map(|b| clean(&b.destination)).chain(spec.tmpfs.iter().map(|t| clean(&t.destination))).collect();
     let over_dev = user.iter().any(|d| d == "/dev");
-    let mut out: Vec<Mount> = default_mounts(spec.resources.shm_size)
+    let mut out: Vec<Mount> = default_mounts(spec.resources.shm_size, spec.privileged)
         .into_iter()
         .filter(|m| {
             let d = m.destination().to_string_lossy().to_string();
@@ -533,6 +595,8 @@ mod tests {
             cgroup_path: "/strata/c1".into(),
             init: None,
             network: Default::default(),
+            privileged: false,
+            pid: Default::default(),
         }
     }
 

@@ -112,6 +112,8 @@ impl Fixture {
             cgroup_path: self.cgroup(),
             init: None,
             network: Default::default(),
+            privileged: false,
+            pid: Default::default(),
         }
     }
 

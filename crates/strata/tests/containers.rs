@@ -308,3 +308,40 @@ fn binds_and_tmpfs() {
     s.ok(&["rm", &id]);
     assert_eq!(s.ok(&["ps", "-aq"]), "");
 }
+
+/// Seed 002's way into the machine's own namespaces (`--privileged --pid=host` and
+/// nsenter): here the target is this test process, as PID 1 of this sandbox is out of
+/// everyone's reach.
+#[test]
+fn privileged_with_the_hosts_pids_reaches_the_host() {
+    let s = with_busybox();
+    s.ok(&["volume", "create", "my-volume"]);
+    s.ok(&["run", "--rm", "--mount", "source=my-volume,destination=/my-data/", "busybox", "sh", "-c", "echo found > /my-data/hello.txt"]);
+    let me = std::process::id().to_string();
+    let file = s.root.join("volumes/my-volume/_data/hello.txt");
+    let inner = format!("cat {}", file.display());
+    let out = s.ok(&["run", "--rm", "--privileged", "--pid=host", "busybox", "nsenter", "-t", &me, "-m", "-u", "-i", "-n", "sh", "-c", &inner]);
+    assert_eq!(out, "found\n");
+    // Every capability this host can grant, its devices, /sys writable, nothing masked.
+    let bnd = std::fs::read_to_string("/proc/self/status").unwrap().lines().find(|l| l.starts_with("CapBnd:")).unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let out = s.ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", "grep CapEff /proc/self/status; mount | grep ' /sys '; test -e /dev/loop-control && echo loop; true"]);
+    assert!(out.contains(&format!("CapEff:\t{bnd}")), "{out}");
+    assert!(out.contains("sysfs on /sys type sysfs (rw,"), "{out}");
+    assert!(out.contains("loop\n") || !std::path::Path::new("/dev/loop-control").exists(), "{out}");
+    let plain = s.ok(&["run", "--rm", "busybox", "sh", "-c", "grep CapEff /proc/self/status; mount | grep ' /sys '; test -e /dev/loop-control && echo loop; true"]);
+    assert!(plain.contains("CapEff:\t00000000a80425fb"), "{plain}");
+    assert!(plain.contains("(ro,"), "{plain}");
+    assert!(!plain.contains("loop"), "{plain}");
+    // The host's PID namespace: PID 1 is the machine's init, not the container's command.
+    let ps = s.ok(&["run", "--rm", "--pid", "host", "busybox", "sh", "-c", "cat /proc/1/comm"]);
+    assert_eq!(ps.trim(), std::fs::read_to_string("/proc/1/comm").unwrap().trim());
+    let own = s.ok(&["run", "--rm", "busybox", "cat", "/proc/1/comm"]);
+    assert_eq!(own.trim(), "cat");
+    let bad = s.run(&["run", "--rm", "--pid", "bogus", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("invalid PID mode: bogus"), "{}", stderr(&bad));
+    let id = s.ok(&["create", "--privileged", "--pid=host", "busybox"]).trim().to_string();
+    let j: Value = serde_json::from_str(&s.ok(&["inspect", &id])).unwrap();
+    assert_eq!(j[0]["HostConfig"]["Privileged"], true);
+    assert_eq!(j[0]["HostConfig"]["PidMode"], "host");
+}

@@ -478,6 +478,18 @@ fn build_spec(engine: &Engine, ns: &MountNamespaces, c: &Container, rootfs: &Pat
             format!("/{}/{}", parent.trim_matches('/'), c.id)
         },
         init: if init { Some(init_binary().ok_or((125, "--init needs tini-static (apt-get install tini)".to_string()))?) } else { None },
+        privileged: hc.get("Privileged").and_then(Value::as_bool).unwrap_or(false),
+        pid: match hc.get("PidMode").and_then(Value::as_str).unwrap_or("") {
+            "host" => strata_runtime::spec::NetworkNamespace::Host,
+            m if m.starts_with("container:") => {
+                let o = engine.container(&m["container:".len()..]).map_err(|e| (125, e.to_string()))?;
+                if !o.running() || o.pid <= 0 {
+                    return Err((125, format!("cannot join PID of a non running container: {}", o.id)));
+                }
+                strata_runtime::spec::NetworkNamespace::Join(format!("/proc/{}/ns/pid", o.pid).into())
+            }
+            _ => strata_runtime::spec::NetworkNamespace::New,
+        },
         network: match netns {
             Some(super::network::NetNs::Path(p)) => strata_runtime::spec::NetworkNamespace::Join(p.into()),
             Some(super::network::NetNs::Host) => strata_runtime::spec::NetworkNamespace::Host,

@@ -161,6 +161,10 @@ pub struct CreateOptions {
     pub expose: Vec<String>,
     /// `-P`.
     pub publish_all: bool,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--pid`: `host` or `container:NAME` (None: a namespace of its own).
+    pub pid_mode: Option<String>,
     /// The lease of the process this container is temporary work of (a build step):
     /// if that process dies, the next command kills and removes the container.
     pub lease: Option<String>,
@@ -484,6 +488,13 @@ impl Engine {
         let restart = RestartPolicy::parse(o.restart.as_deref().unwrap_or("no"))?;
         let planned = plan_mounts(o)?;
         let net = self.plan_network(o)?;
+        match o.pid_mode.as_deref().unwrap_or("") {
+            "" | "host" => {}
+            m if m.starts_with("container:") => {
+                self.container(&m["container:".len()..])?;
+            }
+            m => return Err(EngineError::Invalid(format!("invalid PID mode: {m}"))),
+        }
         if o.auto_remove && restart.name != "no" {
             return Err(EngineError::Invalid("conflicting options: cannot specify both --restart and --rm".into()));
         }

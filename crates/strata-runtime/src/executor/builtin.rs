@@ -55,7 +55,7 @@ impl Builtin {
             .set_user(user)
             .set_terminal(Some(true));
         if process.privileged {
-            let all: std::collections::HashSet<Capability> = super::ALL_CAPS.iter().filter_map(|c| c.trim_start_matches("CAP_").parse().ok()).collect();
+            let all: std::collections::HashSet<Capability> = super::privileged_caps().iter().filter_map(|c| c.trim_start_matches("CAP_").parse().ok()).collect();
             let mut caps = LinuxCapabilities::default();
             caps.set_bounding(Some(all.clone())).set_effective(Some(all.clone())).set_permitted(Some(all.clone())).set_inheritable(None).set_ambient(None);
             p.set_capabilities(Some(caps));
@@ -231,7 +231,7 @@ impl Executor for Builtin {
             .with_user(Some(process.uid))
             .with_group(Some(process.gid))
             .with_additional_gids(process.additional_gids.clone())
-            .with_capabilities(if process.privileged { super::ALL_CAPS.iter().map(|c| c.to_string()).collect() } else { Vec::new() })
+            .with_capabilities(if process.privileged { super::privileged_caps().iter().map(|c| c.to_string()).collect() } else { Vec::new() })
             .with_detach(true)
             .build()
             .map_err(|e| lc_err(id, "exec", e))?;

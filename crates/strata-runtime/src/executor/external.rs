@@ -211,7 +211,7 @@ impl Executor for External {
             cmd.arg("--env").arg(e);
         }
         if process.privileged {
-            for c in super::ALL_CAPS {
+            for c in super::privileged_caps() {
                 cmd.arg("--cap").arg(c);
             }
         }

@@ -89,6 +89,19 @@ pub const ALL_CAPS: [&str; 41] = [
     "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// What a privileged process gets: every capability of [`ALL_CAPS`] that this process
+/// still holds in its bounding set. Docker asks for all of them and fails to start on a
+/// host whose own bounding set lacks one (`unable to apply caps: operation not
+/// permitted`, as on the VMs here, without CAP_SYS_RESOURCE); granting what can be
+/// granted is the same set wherever docker's works.
+pub fn privileged_caps() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(u64::MAX))))
+        .unwrap_or(u64::MAX);
+    ALL_CAPS.iter().enumerate().filter(|(bit, _)| bounding & (1u64 << bit) != 0).map(|(_, c)| *c).collect()
+}
+
 /// The names `--runtime` accepts for the built-in executor.
 pub const BUILTIN_NAMES: [&str; 2] = ["strata", "builtin"];
 

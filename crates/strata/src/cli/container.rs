@@ -123,6 +123,12 @@ pub struct CreateArgs {
     /// Expose a port or a range of ports
     #[arg(long)]
     pub expose: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// PID namespace to use
+    #[arg(long)]
+    pub pid: Option<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -267,6 +273,8 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions, CliError> {
         port_bindings,
         expose,
         publish_all: a.publish_all,
+        privileged: a.privileged,
+        pid_mode: a.pid.clone(),
         lease: None,
     })
 }
